@@ -23,10 +23,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const char *s;
         const uint8_t *b;
         size_t n;
-        (void)duet_codec_get_uint(out[0], 0, UINT64_MAX, &u);
-        (void)duet_codec_get_str(out[1], 0, 100, &s, &n);
-        (void)duet_codec_get_bin(out[2], 0, 100, &b, &n);
-        (void)duet_codec_get_int(out[5], INT64_MIN, INT64_MAX, &i);
+        /* gcc's warn_unused_result ignores a (void) cast: count the results instead. */
+        int fails = 0;
+        fails += duet_codec_get_uint(out[0], 0, UINT64_MAX, &u) != DUET_OK;
+        fails += out[1] && duet_codec_get_str(out[1], 0, 100, &s, &n) != DUET_OK;
+        fails += out[2] && duet_codec_get_bin(out[2], 0, 100, &b, &n) != DUET_OK;
+        fails += out[5] && duet_codec_get_int(out[5], INT64_MIN, INT64_MAX, &i) != DUET_OK;
+        if (fails > 4) {
+            __builtin_trap();
+        }
     }
     duet_codec_msg_dispose(&msg);
     return 0;
