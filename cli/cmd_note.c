@@ -26,8 +26,11 @@ int duet_cmd_note(duet_cli_t *cli, int argc, char **argv)
     duet_err_t err;
     if (strcmp(text, "-") == 0) {
         err = duet_cli_read_all("-", DUET_NOTE_MAX, &in, &len);
+        if (err == DUET_ETOOBIG) {
+            return duet_cli_failf(cli, "note", "too long: a note holds at most 64 KiB");
+        }
         if (err != DUET_OK) {
-            return duet_cli_fail(cli, "note", err == DUET_ETOOBIG ? DUET_ETOOBIG : err);
+            return duet_cli_fail(cli, "note: standard input", err);
         }
         text = (const char *)in;
     }

@@ -119,7 +119,7 @@ static duet_err_t insert(duet_store_t *st, const uint8_t id[DUET_ITEM_ID_BYTES],
         sqlite3_bind_blob(s, 6, sealed, (int)slen, SQLITE_STATIC);
         int rc = sqlite3_step(s);
         sqlite3_reset(s);
-        err = rc == SQLITE_DONE ? DUET_OK : duet_store_err(rc);
+        err = rc == SQLITE_DONE ? DUET_OK : duet_store_rc(st, rc);
     }
     free(sealed);
     return err;
@@ -212,7 +212,7 @@ duet_err_t duet_items_get(duet_store_t *st, const uint8_t id[static DUET_ITEM_ID
     if (rc == SQLITE_ROW) {
         err = from_row(st, s, out);
     } else {
-        err = rc == SQLITE_DONE ? DUET_ENOENT : duet_store_err(rc);
+        err = rc == SQLITE_DONE ? DUET_ENOENT : duet_store_rc(st, rc);
     }
     sqlite3_reset(s);
     return err;
@@ -266,7 +266,7 @@ duet_err_t duet_items_list(duet_store_t *st, size_t limit, duet_item_t **items, 
         count++;
     }
     if (rc != SQLITE_DONE) {
-        err = duet_store_err(rc);
+        err = duet_store_rc(st, rc);
         goto cleanup;
     }
     for (size_t i = 0; i < count / 2; i++) {
@@ -303,7 +303,7 @@ duet_err_t duet_items_set_status(duet_store_t *st, const uint8_t id[static DUET_
     sqlite3_bind_int64(s, 2, status);
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
-    return rc == SQLITE_DONE ? DUET_OK : duet_store_err(rc);
+    return rc == SQLITE_DONE ? DUET_OK : duet_store_rc(st, rc);
 }
 
 duet_err_t duet_items_count(duet_store_t *st, int mine, int status, uint64_t *n)
@@ -324,7 +324,7 @@ duet_err_t duet_items_count(duet_store_t *st, int mine, int status, uint64_t *n)
         *n = (uint64_t)sqlite3_column_int64(s, 0);
         err = DUET_OK;
     } else {
-        err = duet_store_err(rc);
+        err = duet_store_rc(st, rc);
     }
     sqlite3_reset(s);
     return err;

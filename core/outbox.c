@@ -17,7 +17,7 @@ duet_err_t duet_outbox_count(duet_store_t *st, uint64_t *n)
     if (rc == SQLITE_ROW) {
         *n = (uint64_t)sqlite3_column_int64(s, 0);
     } else {
-        err = duet_store_err(rc);
+        err = duet_store_rc(st, rc);
     }
     sqlite3_reset(s);
     return err;

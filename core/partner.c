@@ -25,7 +25,7 @@ duet_err_t duet_partner_load(duet_store_t *st, duet_partner_t *out)
         goto cleanup;
     }
     if (rc != SQLITE_ROW) {
-        err = duet_store_err(rc);
+        err = duet_store_rc(st, rc);
         goto cleanup;
     }
     const unsigned char *did = sqlite3_column_text(s, 1);
@@ -108,7 +108,7 @@ duet_err_t duet_partner_insert(duet_store_t *st, const duet_partner_t *p)
         }
         int rc = sqlite3_step(s);
         sqlite3_reset(s);
-        err = rc == SQLITE_DONE ? DUET_OK : duet_store_err(rc);
+        err = rc == SQLITE_DONE ? DUET_OK : duet_store_rc(st, rc);
     }
     free(sealed);
     return err;
@@ -129,7 +129,7 @@ static duet_err_t update(duet_store_t *st, const char *sql, sqlite3_int64 v, con
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     if (rc != SQLITE_DONE) {
-        return duet_store_err(rc);
+        return duet_store_rc(st, rc);
     }
     return sqlite3_changes(duet_store_db(st)) == 1 ? DUET_OK : DUET_ENOTPAIRED;
 }

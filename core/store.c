@@ -139,6 +139,26 @@ static duet_err_t errno_err(int e)
     }
 }
 
+duet_err_t duet_store_rc(duet_store_t *st, int rc)
+{
+    duet_err_t err = duet_store_err(rc);
+    if ((err == DUET_EIO || err == DUET_EDB) && st != NULL && st->db != NULL) {
+        switch (sqlite3_system_errno(st->db)) {
+        case ENOSPC:
+        case EDQUOT:
+            return DUET_ENOSPC;
+        case EROFS:
+            return DUET_EREADONLY;
+        case EACCES:
+        case EPERM:
+            return DUET_EPERM;
+        default:
+            break;
+        }
+    }
+    return err;
+}
+
 /* ---- paths and the key file ----------------------------------------------------------- */
 
 static duet_err_t join(char *out, const char *home, const char *name)
@@ -375,7 +395,7 @@ bool duet_store_has_passphrase(const char *home)
 duet_err_t duet_store_exec(duet_store_t *st, const char *sql)
 {
     int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
-    return duet_store_err(rc);
+    return duet_store_rc(st, rc);
 }
 
 int duet_store_schema_version(duet_store_t *st)
@@ -397,7 +417,7 @@ static duet_err_t read_version(duet_store_t *st, int *v)
     *v = -1;
     int rc = sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &s, NULL);
     if (rc != SQLITE_OK) {
-        return duet_store_err(rc);
+        return duet_store_rc(st, rc);
     }
     rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
@@ -405,7 +425,7 @@ static duet_err_t read_version(duet_store_t *st, int *v)
         rc = SQLITE_OK;
     }
     sqlite3_finalize(s);
-    return duet_store_err(rc);
+    return duet_store_rc(st, rc);
 }
 
 /* Bring the schema from its version up to target, one transaction per step. */
@@ -447,7 +467,12 @@ static duet_err_t open_db(duet_store_t *st, const char *path, bool create, int b
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
     int rc = sqlite3_open_v2(path, &st->db, flags, NULL);
     if (rc != SQLITE_OK) {
-        return rc == SQLITE_CANTOPEN && !create ? DUET_ENOTINIT : duet_store_err(rc);
+        return rc == SQLITE_CANTOPEN && !create ? DUET_ENOTINIT : duet_store_rc(st, rc);
+    }
+    if (sqlite3_db_readonly(st->db, "main") == 1) {
+        /* SQLite fell back to read-only (a read-only disk or file): duet needs to write its
+         * WAL even to read, so say so now rather than fail later with an I/O error. */
+        return DUET_EREADONLY;
     }
     sqlite3_extended_result_codes(st->db, 0);
     sqlite3_busy_timeout(st->db, busy_ms > 0 ? busy_ms : DUET_STORE_DEFAULT_BUSY_MS);
@@ -672,7 +697,7 @@ duet_err_t duet_store_prepare(duet_store_t *st, const char *sql, sqlite3_stmt **
     sqlite3_stmt *s;
     int rc = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL);
     if (rc != SQLITE_OK) {
-        return duet_store_err(rc);
+        return duet_store_rc(st, rc);
     }
     st->cache[st->ncache].sql = sql;
     st->cache[st->ncache].stmt = s;
@@ -776,7 +801,7 @@ duet_err_t duet_store_meta_get(duet_store_t *st, const char *key, uint8_t *buf, 
     if (rc == SQLITE_DONE) {
         err = DUET_ENOENT;
     } else if (rc != SQLITE_ROW) {
-        err = duet_store_err(rc);
+        err = duet_store_rc(st, rc);
     } else {
         size_t n = (size_t)sqlite3_column_bytes(s, 0);
         if (n > cap) {
@@ -804,7 +829,7 @@ duet_err_t duet_store_meta_set(duet_store_t *st, const char *key, const uint8_t 
     sqlite3_bind_blob(s, 2, len ? (const void *)val : "", (int)len, SQLITE_STATIC);
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
-    return rc == SQLITE_DONE ? DUET_OK : duet_store_err(rc);
+    return rc == SQLITE_DONE ? DUET_OK : duet_store_rc(st, rc);
 }
 
 duet_err_t duet_store_meta_get_u64(duet_store_t *st, const char *key, uint64_t dflt,
@@ -848,7 +873,7 @@ duet_err_t duet_store_secret_get(duet_store_t *st, const char *name, uint8_t **o
     if (rc == SQLITE_DONE) {
         err = DUET_ENOENT;
     } else if (rc != SQLITE_ROW) {
-        err = duet_store_err(rc);
+        err = duet_store_rc(st, rc);
     } else {
         err = duet_store_unseal(st, (const uint8_t *)name, strlen(name),
                                 sqlite3_column_blob(s, 0), (size_t)sqlite3_column_bytes(s, 0),
@@ -876,7 +901,7 @@ duet_err_t duet_store_secret_put(duet_store_t *st, const char *name, const uint8
         sqlite3_bind_blob(s, 2, sealed, (int)slen, SQLITE_STATIC);
         int rc = sqlite3_step(s);
         sqlite3_reset(s);
-        err = rc == SQLITE_DONE ? DUET_OK : duet_store_err(rc);
+        err = rc == SQLITE_DONE ? DUET_OK : duet_store_rc(st, rc);
     }
     free(sealed);
     return err;
@@ -892,5 +917,5 @@ duet_err_t duet_store_secret_del(duet_store_t *st, const char *name)
     sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
-    return rc == SQLITE_DONE ? DUET_OK : duet_store_err(rc);
+    return rc == SQLITE_DONE ? DUET_OK : duet_store_rc(st, rc);
 }

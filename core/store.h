@@ -86,6 +86,10 @@ duet_rng_t duet_store_rng(const duet_store_t *st);
 /* Map an SQLite result code to a duet error (see the preamble). */
 duet_err_t duet_store_err(int rc);
 
+/* The same for a result of st's connection: an I/O error is refined by the OS error behind
+ * it (ENOSPC is DUET_ENOSPC, EROFS DUET_EREADONLY, EACCES DUET_EPERM). */
+duet_err_t duet_store_rc(duet_store_t *st, int rc);
+
 /* Transactions. begin is BEGIN IMMEDIATE; rollback never fails (it logs nothing). */
 duet_err_t duet_store_begin(duet_store_t *st) DUET_MUST_CHECK;
 duet_err_t duet_store_commit(duet_store_t *st) DUET_MUST_CHECK;
