@@ -306,9 +306,6 @@ duet_err_t duet_noise_cs_encrypt(duet_noise_cs_t *cs, const uint8_t *ad, size_t 
         abort();
     }
     *out_len = 0;
-    if (plain != out && overlaps(plain, plain_len, out, cap)) {
-        abort();
-    }
     if (!cs->has_key) {
         return DUET_ESTATE;
     }
@@ -318,6 +315,9 @@ duet_err_t duet_noise_cs_encrypt(duet_noise_cs_t *cs, const uint8_t *ad, size_t 
     if (plain_len > DUET_NOISE_MAX_MSG - DUET_NOISE_TAGLEN ||
         plain_len + DUET_NOISE_TAGLEN > cap) {
         return DUET_ETOOBIG;
+    }
+    if (plain != out && overlaps(plain, plain_len, out, plain_len + DUET_NOISE_TAGLEN)) {
+        abort();
     }
     duet_err_t err = cs_seal(cs, ad, ad_len, plain, plain_len, out);
     if (err == DUET_OK) {
@@ -335,9 +335,6 @@ duet_err_t duet_noise_cs_decrypt(duet_noise_cs_t *cs, const uint8_t *ad, size_t 
         abort();
     }
     *out_len = 0;
-    if (cipher != out && overlaps(cipher, cipher_len, out, cap)) {
-        abort();
-    }
     if (!cs->has_key) {
         return DUET_ESTATE;
     }
@@ -349,6 +346,9 @@ duet_err_t duet_noise_cs_decrypt(duet_noise_cs_t *cs, const uint8_t *ad, size_t 
     }
     if (cipher_len - DUET_NOISE_TAGLEN > cap) {
         return DUET_ETOOBIG;
+    }
+    if (cipher != out && overlaps(cipher, cipher_len, out, cipher_len - DUET_NOISE_TAGLEN)) {
+        abort();
     }
     duet_err_t err = cs_open(cs, ad, ad_len, cipher, cipher_len, out);
     if (err == DUET_OK) {

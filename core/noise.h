@@ -16,8 +16,9 @@
  *  - Inputs are borrowed for the call. Output goes to caller buffers with a capacity; a
  *    buffer too small is DUET_ETOOBIG and changes nothing.
  *  - A Noise message is at most DUET_NOISE_MAX_MSG (65535) bytes, in and out.
- *  - Any failure while reading a handshake message (bad tag, bad key, wrong size) is sticky:
- *    the handshake is dead and every later call returns the same error. An authentication
+ *  - Any failure while reading a handshake message (bad tag, bad key, wrong size), and a
+ *    DH failure while writing one, is sticky: the handshake is wiped and dead, and every
+ *    later call returns the same error. An authentication
  *    failure is always DUET_EAUTH, without detail. A DH result of all zeros (a low-order
  *    public key) is DUET_EBADKEY.
  *  - Transport decryption verifies before it returns anything; on failure it returns
@@ -70,7 +71,9 @@ typedef struct duet_noise_keys {
     const uint8_t *s;       /* local static private key (32), for patterns that need one */
     const uint8_t *e;       /* fixed local ephemeral private key (32): test vectors only;
                                NULL generates one from the rng */
-    const uint8_t *rs;      /* remote static public key (32), pre-message patterns (K, I..) */
+    const uint8_t *rs;      /* remote static public key (32), when the pattern has it as a
+                               pre-message: the peer's letter is K (KK, NK, IK, XK, KN...),
+                               or the one-way N, K, X for the initiator */
     const uint8_t *re;      /* remote ephemeral public key (32): no supported pattern has an
                                ephemeral pre-message, so this must be NULL */
     const uint8_t *psks[DUET_NOISE_MAX_PSKS]; /* 32 bytes each, in the order the pattern

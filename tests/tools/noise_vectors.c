@@ -199,8 +199,7 @@ static bool nv_decode(const json_t *obj, nv_vector_t *v)
 
 static bool nv_eq(const uint8_t *a, size_t an, const nv_bytes_t *b)
 {
-    /* Public test data, not secrets: a plain comparison is right here. */
-    return an == b->n && (an == 0 || memcmp(a, b->p, an) == 0);
+    return an == b->n && (an == 0 || sodium_memcmp(a, b->p, an) == 0);
 }
 
 /* Build one role's state from the vector; NV_PASS when it started. */
