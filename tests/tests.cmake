@@ -86,3 +86,7 @@ foreach(s IN LISTS DUET_ACCEPTANCE)
                              ENVIRONMENT "DUET=${CMAKE_BINARY_DIR}/bin/duet;NO_COLOR=1")
     endif()
 endforeach()
+
+# House rules (layering, banned calls, no mutable globals): tools/checksrc.
+add_test(NAME lint/checksrc COMMAND sh ${CMAKE_SOURCE_DIR}/tools/checksrc)
+set_tests_properties(lint/checksrc PROPERTIES LABELS lint)

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# make bench: every benchmark in one run, so ratios compare figures from the same machine at
+# the same moment. Prints a readable table on stderr and JSON lines in BUILD/bench/results.jsonl.
+set -euo pipefail
+build=${1:-build}
+out=$build/bench/results.jsonl
+: >"$out"
+echo "duet benchmarks on $(nproc) cores, $(uname -m), $(date -u +%Y-%m-%dT%H:%MZ)" >&2
+run() { echo "-- $*" >&2; "$@" | tee -a "$out" >/dev/null; }
+run "$build/bench/bench_store" "${BENCH_NOTES:-100000}" "${BENCH_INBOX_ITEMS:-1000000}" "$build/bin/duet"
+for b in "$build"/bench/bench_*; do
+    case ${b##*/} in bench_store) continue ;; esac
+    [[ -x $b ]] && run "$b"
+done
+if [[ -x bench/peer_toxcore.sh ]]; then
+    bash bench/peer_toxcore.sh "$build" | tee -a "$out" >/dev/null || true
+fi
+echo "results: $out" >&2
