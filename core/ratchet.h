@@ -25,7 +25,7 @@
  *    duet_rng_t passed to each call that needs it.
  *  - duet_ratchet_t is opaque and lives on the heap, in sodium_malloc memory (guard pages,
  *    mlock where the system allows, wiped on free): it holds up to
- *    DUET_RATCHET_MAX_SKIPPED_TOTAL skipped message keys (about 136 KiB), too large for the
+ *    DUET_RATCHET_MAX_SKIPPED_TOTAL skipped message keys (133 KiB in all), too large for the
  *    stack, and every byte of it is secret. _new/_free allocate and wipe it; _free(NULL)
  *    is a no-op.
  *  - Inputs are borrowed for the call. Output goes to caller buffers with a capacity; a
