@@ -70,10 +70,10 @@
 #define DUET_RATCHET_TAG_BYTES 16u
 /* Envelope bytes beyond the plaintext: version (1) + header (80) + body tag (16). */
 #define DUET_RATCHET_OVERHEAD (1u + DUET_RATCHET_HEADER_BYTES + DUET_RATCHET_TAG_BYTES)
-/* Largest plaintext one envelope carries. Items are short (notes, check-in answers, blob
- * references); voice data travels as blobs. 32 KiB leaves room for sync framing inside
- * one 64 KiB Noise transport message. */
-#define DUET_RATCHET_MAX_PLAINTEXT 32768u
+/* Largest plaintext one envelope carries: the largest padded item, so that the envelope is
+ * at most 96 KiB (a 64 KiB note and its fields fit; voice data travels as blobs). The link
+ * splits records over several Noise messages, so envelopes may exceed 64 KiB. */
+#define DUET_RATCHET_MAX_PLAINTEXT (98304u - DUET_RATCHET_OVERHEAD)
 #define DUET_RATCHET_MAX_ENVELOPE (DUET_RATCHET_MAX_PLAINTEXT + DUET_RATCHET_OVERHEAD)
 /* Largest caller associated data (it is concatenated with the header on the stack). */
 #define DUET_RATCHET_MAX_AD 256u
