@@ -196,13 +196,13 @@ static bool run_op(const fuzz_env_t *env, const fixed_blob_t *b, duet_blob_recv_
         break;
     default: {
         size_t n = next + len <= b->sealed_len ? len : (size_t)(b->sealed_len - next);
+        /* May still fail: garbage held for the current chunk spoils it. */
         err = duet_blob_recv_append(*r, next, b->sealed + next, n);
-        check(err == DUET_OK);
         break;
     }
     }
     check(err == DUET_OK || err == DUET_EAUTH || err == DUET_EBLOB || err == DUET_EPROTO ||
-          err == DUET_ETOOBIG);
+          err == DUET_ENOTHERE);
     check_partial(env, b, *r);
     return true;
 }
