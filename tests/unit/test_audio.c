@@ -8,6 +8,7 @@
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -392,6 +393,36 @@ static void test_truncated(void **state)
     }
 }
 
+/* Cuts that keep a whole header: FLAC metadata with only the start of the first frame, and
+ * an Ogg Opus stream whose first page lost its beginning-of-stream flag. */
+static void test_header_without_audio(void **state)
+{
+    (void)state;
+    char src[320], path[320];
+    encode(&encodings[0], src, sizeof src);
+    size_t len, off = 4;
+    uint8_t *d = read_bytes(src, &len);
+    for (bool last = false; !last;) { /* metadata blocks: last flag, type, 24-bit length */
+        assert_true(off + 4 < len);
+        last = (d[off] & 0x80) != 0;
+        off += 4 + ((size_t)d[off + 1] << 16 | (size_t)d[off + 2] << 8 | d[off + 3]);
+    }
+    path_in(path, sizeof path, "flac-metadata-only.flac");
+    write_bytes(path, d, off + 6);
+    assert_refused(path, DUET_ENOTAUDIO);
+    free(d);
+
+    encode(&encodings[4], src, sizeof src);
+    d = read_bytes(src, &len);
+    assert_memory_equal(d, "OggS", 4);
+    assert_true((d[5] & 0x02) != 0);
+    d[5] &= (uint8_t)~0x02;
+    path_in(path, sizeof path, "opus-no-bos.opus");
+    write_bytes(path, d, len);
+    assert_refused(path, DUET_ENOTAUDIO);
+    free(d);
+}
+
 static void test_empty_missing_folder(void **state)
 {
     (void)state;
@@ -412,9 +443,11 @@ static void test_quiet_stderr(void **state)
     encode(&encodings[6], src, sizeof src);
     size_t len;
     uint8_t *d = read_bytes(src, &len);
-    memset(d + len / 2, 0, 64); /* a hole of zeros: "Illegal Audio-MPEG-Header" */
+    /* Cut in half and followed by zeros: mpg123 warns that the Info frame's size is off and
+     * that it meets an illegal header, and tries to resync. */
+    memset(d + len / 2, 0, len - len / 2);
     path_in(path, sizeof path, "damaged.mp3");
-    write_bytes(path, d, len);
+    write_bytes(path, d, len / 2 + 3000);
     free(d);
 
     path_in(errlog, sizeof errlog, "stderr.log");
@@ -463,6 +496,7 @@ int main(void)
         cmocka_unit_test(test_mp3_cut_short),
         cmocka_unit_test(test_not_audio),
         cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_header_without_audio),
         cmocka_unit_test(test_empty_missing_folder),
         cmocka_unit_test(test_quiet_stderr),
     };
