@@ -12,9 +12,9 @@
 
 #include <sndfile.h>
 
-#define WINDOW_BYTES 65536u     /* read-ahead for the header checks and the MPEG frame walk */
-#define DECODE_FRAMES_BUF 4096u /* floats per libsndfile read */
-#define MPEG_L3_DECODER_DELAY 529u /* samples: the Layer III synthesis filter bank's delay */
+#define WINDOW_BYTES          65536u /* read-ahead for the header checks and the MPEG frame walk */
+#define DECODE_FRAMES_BUF     4096u  /* floats per libsndfile read */
+#define MPEG_L3_DECODER_DELAY 529u   /* samples: the Layer III synthesis filter bank's delay */
 
 static const char *const mimes[] = {
     [DUET_AUDIO_NONE] = "",
@@ -72,8 +72,8 @@ static duet_err_t win_get(window_t *w, uint64_t off, size_t n, const uint8_t **p
         w->base = off;
         w->len = 0;
         while (w->len < sizeof w->buf) {
-            ssize_t got = pread(w->fd, w->buf + w->len, sizeof w->buf - w->len,
-                                (off_t)(off + w->len));
+            ssize_t got =
+                pread(w->fd, w->buf + w->len, sizeof w->buf - w->len, (off_t)(off + w->len));
             if (got < 0 && errno == EINTR) {
                 continue;
             }

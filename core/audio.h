@@ -39,12 +39,12 @@
 
 #include "err.h"
 
-#define DUET_AUDIO_MIME_MAX 64u                            /* bytes, without the NUL */
-#define DUET_AUDIO_MAX_DURATION_MS (24u * 60u * 60u * 1000u) /* one day: anything longer lies */
-#define DUET_AUDIO_MAX_RATE 768000u                        /* samples per second */
-#define DUET_AUDIO_MAX_CHANNELS 255u
+#define DUET_AUDIO_MIME_MAX         64u                       /* bytes, without the NUL */
+#define DUET_AUDIO_MAX_DURATION_MS  (24u * 60u * 60u * 1000u) /* one day: anything longer lies */
+#define DUET_AUDIO_MAX_RATE         768000u                   /* samples per second */
+#define DUET_AUDIO_MAX_CHANNELS     255u
 #define DUET_AUDIO_MPEG_SYNC_WINDOW 65536u /* bytes searched for the first MPEG frame */
-#define DUET_AUDIO_MAX_ID3V2 8u            /* ID3v2 tags skipped at the start of a file */
+#define DUET_AUDIO_MAX_ID3V2        8u     /* ID3v2 tags skipped at the start of a file */
 
 typedef enum duet_audio_format {
     DUET_AUDIO_NONE = 0,

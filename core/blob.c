@@ -23,10 +23,10 @@ _Static_assert(DUET_BLOB_ID_BYTES >= crypto_generichash_BYTES_MIN &&
                "BLAKE2b output size");
 
 #define TAG_MESSAGE crypto_secretstream_xchacha20poly1305_TAG_MESSAGE
-#define TAG_FINAL crypto_secretstream_xchacha20poly1305_TAG_FINAL
+#define TAG_FINAL   crypto_secretstream_xchacha20poly1305_TAG_FINAL
 /* Chunk 0 travels and is stored together with the header: the largest unit of storage. */
-#define UNIT_MAX (DUET_BLOB_HEADER_BYTES + DUET_BLOB_SEALED_CHUNK)
-#define TMP_SUFFIX ".tmp-XXXXXX"
+#define UNIT_MAX     (DUET_BLOB_HEADER_BYTES + DUET_BLOB_SEALED_CHUNK)
+#define TMP_SUFFIX   ".tmp-XXXXXX"
 #define PATH_LEN_MAX (DUET_BLOB_PATH_MAX - 16u)
 
 typedef crypto_secretstream_xchacha20poly1305_state stream_t;
@@ -124,8 +124,7 @@ static duet_err_t open_regular(const char *path, int *fd, uint64_t *size)
 }
 
 /* Create a fresh temporary file (0600) next to final_path; its name goes to tmp. */
-static duet_err_t tmp_create(const char *final_path, char tmp[static DUET_BLOB_PATH_MAX],
-                             int *fd)
+static duet_err_t tmp_create(const char *final_path, char tmp[static DUET_BLOB_PATH_MAX], int *fd)
 {
     *fd = -1;
     tmp[0] = '\0';
@@ -339,8 +338,8 @@ static duet_err_t seal_stream(blob_work_t *w, int in, int out, uint64_t size)
         if (err != DUET_OK) {
             return err;
         }
-        crypto_secretstream_xchacha20poly1305_push(&w->st, w->sealed, &clen, w->plain, want,
-                                                   NULL, 0, expected_tag(i, n));
+        crypto_secretstream_xchacha20poly1305_push(&w->st, w->sealed, &clen, w->plain, want, NULL,
+                                                   0, expected_tag(i, n));
         sodium_memzero(w->plain, want);
         err = pwrite_full(out, w->sealed, (size_t)clen, off);
         if (err != DUET_OK) {
@@ -527,8 +526,7 @@ static duet_err_t open_stream(blob_work_t *w, int in, int out, const duet_blob_r
     return err;
 }
 
-duet_err_t duet_blob_open(const char *sealed_path, const duet_blob_ref_t *ref,
-                          const char *out_path)
+duet_err_t duet_blob_open(const char *sealed_path, const duet_blob_ref_t *ref, const char *out_path)
 {
     if (sealed_path == NULL || ref == NULL || out_path == NULL) {
         abort();
@@ -622,8 +620,7 @@ static void recv_reset(duet_blob_recv_t *r)
  * scratch buffer, which is then wiped, and check its tag. On success r->st has moved past
  * chunk k; on failure r->st is unchanged.
  */
-static duet_err_t recv_check_unit(duet_blob_recv_t *r, uint64_t k, const uint8_t *buf,
-                                  size_t len)
+static duet_err_t recv_check_unit(duet_blob_recv_t *r, uint64_t k, const uint8_t *buf, size_t len)
 {
     stream_t st;
     const uint8_t *c = buf;
@@ -638,8 +635,8 @@ static duet_err_t recv_check_unit(duet_blob_recv_t *r, uint64_t k, const uint8_t
     } else {
         memcpy(&st, &r->st, sizeof st);
     }
-    if (crypto_secretstream_xchacha20poly1305_pull(&st, r->plain, &mlen, &tag, c, clen, NULL,
-                                                   0) != 0) {
+    if (crypto_secretstream_xchacha20poly1305_pull(&st, r->plain, &mlen, &tag, c, clen, NULL, 0) !=
+        0) {
         err = DUET_EAUTH;
         goto cleanup;
     }
@@ -917,8 +914,8 @@ duet_err_t duet_blob_reader_open(duet_blob_reader_t **out, const char *sealed_pa
     return DUET_OK;
 }
 
-duet_err_t duet_blob_reader_read(duet_blob_reader_t *rd, uint64_t offset, uint8_t *out,
-                                 size_t cap, size_t *out_len)
+duet_err_t duet_blob_reader_read(duet_blob_reader_t *rd, uint64_t offset, uint8_t *out, size_t cap,
+                                 size_t *out_len)
 {
     if (rd == NULL || out_len == NULL || (out == NULL && cap != 0)) {
         abort();

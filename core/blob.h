@@ -46,22 +46,22 @@
 #include "err.h"
 #include "rng.h"
 
-#define DUET_BLOB_CHUNK 65536u        /* plaintext bytes per chunk */
+#define DUET_BLOB_CHUNK        65536u /* plaintext bytes per chunk */
 #define DUET_BLOB_HEADER_BYTES 24u    /* crypto_secretstream_xchacha20poly1305_HEADERBYTES */
-#define DUET_BLOB_ABYTES 17u          /* crypto_secretstream_xchacha20poly1305_ABYTES */
+#define DUET_BLOB_ABYTES       17u    /* crypto_secretstream_xchacha20poly1305_ABYTES */
 #define DUET_BLOB_SEALED_CHUNK (DUET_BLOB_CHUNK + DUET_BLOB_ABYTES) /* a full sealed chunk */
-#define DUET_BLOB_MAX (50u * 1024u * 1024u) /* plaintext bytes, 50 MiB */
-#define DUET_BLOB_ID_BYTES 32u        /* BLAKE2b-256 */
-#define DUET_BLOB_KEY_BYTES 32u
-#define DUET_BLOB_MIME_MAX 64u        /* bytes, without the terminating NUL */
-#define DUET_BLOB_APPEND_MAX (256u * 1024u) /* most sealed bytes one append takes */
-#define DUET_BLOB_PATH_MAX 4096u      /* path buffer, temporary suffix included */
+#define DUET_BLOB_MAX          (50u * 1024u * 1024u)                /* plaintext bytes, 50 MiB */
+#define DUET_BLOB_ID_BYTES     32u                                  /* BLAKE2b-256 */
+#define DUET_BLOB_KEY_BYTES    32u
+#define DUET_BLOB_MIME_MAX     64u            /* bytes, without the terminating NUL */
+#define DUET_BLOB_APPEND_MAX   (256u * 1024u) /* most sealed bytes one append takes */
+#define DUET_BLOB_PATH_MAX     4096u          /* path buffer, temporary suffix included */
 
 /* A reference to a sealed blob, as a note carries it. */
 typedef struct duet_blob_ref {
-    uint8_t id[DUET_BLOB_ID_BYTES];   /* BLAKE2b-256 of the sealed bytes */
-    uint8_t key[DUET_BLOB_KEY_BYTES]; /* secretstream key; secret */
-    uint64_t size;                    /* plaintext bytes, <= DUET_BLOB_MAX */
+    uint8_t id[DUET_BLOB_ID_BYTES];    /* BLAKE2b-256 of the sealed bytes */
+    uint8_t key[DUET_BLOB_KEY_BYTES];  /* secretstream key; secret */
+    uint64_t size;                     /* plaintext bytes, <= DUET_BLOB_MAX */
     char mime[DUET_BLOB_MIME_MAX + 1]; /* NUL-terminated, printable ASCII, 1..64 bytes */
     uint32_t duration_ms;
 } duet_blob_ref_t;
@@ -212,8 +212,8 @@ duet_err_t duet_blob_reader_open(duet_blob_reader_t **out, const char *sealed_pa
 
 /* Read up to cap sealed bytes starting at offset into out; *out_len is the number read
  * (0 at the end). DUET_ERANGE for an offset past the end. */
-duet_err_t duet_blob_reader_read(duet_blob_reader_t *rd, uint64_t offset, uint8_t *out,
-                                 size_t cap, size_t *out_len) DUET_MUST_CHECK;
+duet_err_t duet_blob_reader_read(duet_blob_reader_t *rd, uint64_t offset, uint8_t *out, size_t cap,
+                                 size_t *out_len) DUET_MUST_CHECK;
 
 /* The sealed size. */
 uint64_t duet_blob_reader_size(const duet_blob_reader_t *rd);

@@ -135,7 +135,8 @@ static void check_partial(const fuzz_env_t *env, const fixed_blob_t *b, duet_blo
     uint64_t next = duet_blob_recv_next_offset(r);
     check(next <= b->sealed_len);
     check(n <= next);
-    check(n == 0 || n == b->sealed_len || (n - DUET_BLOB_HEADER_BYTES) % DUET_BLOB_SEALED_CHUNK == 0);
+    check(n == 0 || n == b->sealed_len ||
+          (n - DUET_BLOB_HEADER_BYTES) % DUET_BLOB_SEALED_CHUNK == 0);
     check(memcmp(p, b->sealed, n) == 0);
     free(p);
 }
@@ -158,8 +159,8 @@ static duet_blob_recv_t *recv_open(const fuzz_env_t *env, const fixed_blob_t *b)
 }
 
 /* Run one script op; returns false when the receiver is finished. */
-static bool run_op(const fuzz_env_t *env, const fixed_blob_t *b, duet_blob_recv_t **r,
-                   uint8_t op, const uint8_t *d, size_t len)
+static bool run_op(const fuzz_env_t *env, const fixed_blob_t *b, duet_blob_recv_t **r, uint8_t op,
+                   const uint8_t *d, size_t len)
 {
     uint64_t next = duet_blob_recv_next_offset(*r);
     duet_err_t err;
@@ -279,8 +280,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (size < 3) {
             return 0;
         }
-        size_t k = ((size_t)data[0] | (size_t)data[1] << 8 | (size_t)data[2] << 16) %
-                   (b->sealed_len + 1);
+        size_t k =
+            ((size_t)data[0] | (size_t)data[1] << 8 | (size_t)data[2] << 16) % (b->sealed_len + 1);
         write_all(env->partial, b->sealed, k);
         run_script(env, b, data + 3, size - 3);
         break;

@@ -8,10 +8,10 @@
  */
 #include <dirent.h>
 #include <fcntl.h>
-#include <stdbool.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -25,8 +25,8 @@
 #include "audio.h"
 #include "testrng.h"
 
-#define SRC_MS 2500u   /* the source recording for the encoders */
-#define SRC_RATE 44100u
+#define SRC_MS       2500u /* the source recording for the encoders */
+#define SRC_RATE     44100u
 #define TOLERANCE_MS 50u
 
 typedef struct fixture {
@@ -34,7 +34,17 @@ typedef struct fixture {
     char src[300]; /* SRC_MS of mono 16-bit WAV at SRC_RATE */
 } fixture_t;
 
-static fixture_t *g_fx; /* one folder of generated files for the whole run */
+static fixture_t *g_fx;
+
+/* libvorbis 1.3.7, through libsndfile, leaks ~5.7 KB when some broken Ogg Vorbis files fail
+ * to open (upstream xiph/vorbis issue 125; docs/audio.md). LeakSanitizer asks this hook for
+ * suppressions; only leaks allocated inside libvorbis are ignored. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void)
+{
+    return "leak:libvorbis.so\n";
+}
+/* one folder of generated files for the whole run */
 
 /* ---- helpers ------------------------------------------------------------------------- */
 
@@ -208,7 +218,7 @@ static void test_wav_exact(void **state)
         uint16_t channels, bits;
         uint32_t frames, ms;
     } cases[] = {
-        {8000, 1, 16, 16000, 2000},  /* the acceptance test's 2.000 s */
+        {8000, 1, 16, 16000, 2000}, /* the acceptance test's 2.000 s */
         {48000, 2, 24, 59232, 1234}, {44100, 1, 16, 1, 0},
         {8000, 1, 16, 15996, 2000},  /* 1999.5 ms rounds up */
         {8000, 1, 16, 15995, 1999},  /* 1999.375 ms rounds down */
@@ -321,11 +331,10 @@ static void test_not_audio(void **state)
     assert_refused(path, DUET_ENOTAUDIO);
 
     /* A PNG: signature, IHDR, IEND. */
-    static const uint8_t png[] = {
-        0x89, 'P',  'N',  'G',  '\r', '\n', 0x1a, '\n', 0,    0,    0,    13,   'I',  'H',
-        'D',  'R',  0,    0,    0,    1,    0,    0,    0,    1,    8,    2,    0,    0,
-        0,    0x90, 0x77, 0x53, 0xde, 0,    0,    0,    0,    'I',  'E',  'N',  'D',  0xae,
-        0x42, 0x60, 0x82};
+    static const uint8_t png[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0,    0, 0, 13,
+                                  'I',  'H', 'D', 'R', 0,    0,    0,    1,    0,    0, 0, 1,
+                                  8,    2,   0,   0,   0,    0x90, 0x77, 0x53, 0xde, 0, 0, 0,
+                                  0,    'I', 'E', 'N', 'D',  0xae, 0x42, 0x60, 0x82};
     path_in(path, sizeof path, "picture.png");
     write_bytes(path, png, sizeof png);
     assert_refused(path, DUET_ENOTAUDIO);
@@ -368,13 +377,13 @@ static void test_truncated(void **state)
         size_t keep;
         duet_err_t want;
     } cases[] = {
-        {SIZE_MAX, 4, DUET_ENOTAUDIO},   {SIZE_MAX, 20, DUET_ENOTAUDIO},
-        {SIZE_MAX, 43, DUET_ENOTAUDIO},  {SIZE_MAX, 44, DUET_ENOTAUDIO}, /* header, no data */
-        {0, 4, DUET_ENOTAUDIO},          {0, 30, DUET_ENOTAUDIO},
-        {0, 100, DUET_ENOTAUDIO},        /* STREAMINFO but no frame */
-        {2, 30, DUET_ENOTAUDIO},         {2, 500, DUET_ENOTAUDIO},
-        {4, 30, DUET_ENOTAUDIO},         {4, 100, DUET_ENOTAUDIO},
-        {6, 3, DUET_ENOTAUDIO},          {6, 100, DUET_ENOTAUDIO},
+        {SIZE_MAX, 4, DUET_ENOTAUDIO},  {SIZE_MAX, 20, DUET_ENOTAUDIO},
+        {SIZE_MAX, 43, DUET_ENOTAUDIO}, {SIZE_MAX, 44, DUET_ENOTAUDIO}, /* header, no data */
+        {0, 4, DUET_ENOTAUDIO},         {0, 30, DUET_ENOTAUDIO},
+        {0, 100, DUET_ENOTAUDIO}, /* STREAMINFO but no frame */
+        {2, 30, DUET_ENOTAUDIO},        {2, 500, DUET_ENOTAUDIO},
+        {4, 30, DUET_ENOTAUDIO},        {4, 100, DUET_ENOTAUDIO},
+        {6, 3, DUET_ENOTAUDIO},         {6, 100, DUET_ENOTAUDIO},
         {7, 100, DUET_ENOTAUDIO},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -414,8 +414,8 @@ static void test_truncation(void **state)
     }
     /* Mid-chunk, in the header, and one byte short: a reference for a blob of that length has
      * a last chunk that cannot authenticate. */
-    const size_t cuts[] = {0, 1, 23, 24, 40, 24 + 17, 24 + 1000, 24 + SC + 5000,
-                           24 + 3 * SC + 500, len - 1};
+    const size_t cuts[] = {
+        0, 1, 23, 24, 40, 24 + 17, 24 + 1000, 24 + SC + 5000, 24 + 3 * SC + 500, len - 1};
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
         assert_int_equal(open_bytes(fx, sealed, cuts[i], &ref), DUET_EBLOB);
         size_t rest = cuts[i] < 24 ? 0 : (cuts[i] - 24) % SC;
@@ -598,8 +598,7 @@ static void test_limit_and_flat_memory(void **state)
 /* ---- receiving ----------------------------------------------------------------------- */
 
 /* Feed sealed[from..len) to r in random pieces, sometimes re-sending a little. */
-static void feed(fixture_t *fx, duet_blob_recv_t *r, const uint8_t *sealed, size_t len,
-                 size_t from)
+static void feed(fixture_t *fx, duet_blob_recv_t *r, const uint8_t *sealed, size_t len, size_t from)
 {
     size_t off = from;
     while (off < len) {
@@ -703,8 +702,8 @@ static void test_receiver_resume_after_crash(void **state)
     free(seal_random(fx, 5 * 65536 + 4321, &ref));
     size_t len;
     uint8_t *sealed = read_file(fx->sealed, &len);
-    const size_t crash_at[] = {10, HB + 100, HB + SC - 1, HB + SC, HB + SC + 1,
-                               HB + 3 * SC + 777, len - 1};
+    const size_t crash_at[] = {10,          HB + 100,          HB + SC - 1, HB + SC,
+                               HB + SC + 1, HB + 3 * SC + 777, len - 1};
     for (size_t i = 0; i < sizeof crash_at / sizeof crash_at[0]; i++) {
         for (int cut_file = 0; cut_file < 2; cut_file++) {
             duet_blob_recv_t *r;
@@ -719,8 +718,7 @@ static void test_receiver_resume_after_crash(void **state)
                 feed(fx, r, sealed, crash_at[i], 0);
                 duet_blob_recv_free(r); /* the crash */
             }
-            assert_int_equal(duet_blob_recv_open(&r, &ref, fx->partial, fx->final, &next),
-                             DUET_OK);
+            assert_int_equal(duet_blob_recv_open(&r, &ref, fx->partial, fx->final, &next), DUET_OK);
             /* next is the end of a chunk (or 0) at or before what was received... */
             assert_true(next == 0 || (next - HB) % SC == 0);
             assert_true(next <= crash_at[i]);
