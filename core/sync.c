@@ -231,6 +231,14 @@ static duet_err_t on_hello(duet_sync_t *s, const msgpack_object **f)
     s->peer_out_last = out_last;
     s->hello_recv = true;
     s->cursor = s->peer_wm;
+    /* The HELLO acknowledges too: what the peer stored before (its ACK lost with the last
+     * link) leaves the outbox now. */
+    uint64_t items = 0;
+    duet_err_t err = s->h.acked(s->h.ctx, s->peer_wm, s->peer_above, s->peer_nabove, &items);
+    if (err != DUET_OK) {
+        return fail(s, err, false);
+    }
+    s->items_sent += items;
     return DUET_OK;
 }
 
