@@ -33,6 +33,7 @@ typedef struct sync_run {
     bool finished;
     duet_err_t result;
     uint64_t sent, received;
+    uint64_t next_progress;
     char log[256];
 } sync_run_t;
 
@@ -51,25 +52,24 @@ static void finish(sync_run_t *r, duet_err_t err)
     }
 }
 
+/* Progress: at most a few records a second, not one per item (a sync may move 100,000). */
 static void s_event(duet_session_t *s, void *ctx, duet_outbox_event_t ev,
                     const uint8_t id[DUET_ITEM_ID_BYTES], uint32_t kind)
 {
     sync_run_t *r = ctx;
     duet_cli_t *cli = r->cli;
-    (void)s;
-    if (!cli->json) {
+    (void)ev;
+    (void)id;
+    (void)kind;
+    uint64_t now = uv_now(&r->loop);
+    if (!cli->json || now < r->next_progress) {
         return;
     }
-    char hex[33];
-    duet_item_id_hex(id, hex);
-    const char *name = ev == DUET_EV_RECEIVED    ? "received"
-                       : ev == DUET_EV_DELIVERED ? "delivered"
-                       : ev == DUET_EV_READ      ? "read"
-                                                 : "control";
+    r->next_progress = now + 250;
     duet_json_obj(&cli->j);
-    duet_json_kstr(&cli->j, "event", name);
-    duet_json_kstr(&cli->j, "id", hex);
-    duet_json_kstr(&cli->j, "kind", duet_kind_name(kind));
+    duet_json_kstr(&cli->j, "event", "progress");
+    duet_json_kint(&cli->j, "sent", (int64_t)duet_session_items_sent(s));
+    duet_json_kint(&cli->j, "received", (int64_t)duet_session_items_received(s));
     duet_json_end(&cli->j);
     duet_cli_emit(cli);
 }
