@@ -262,6 +262,9 @@ static void link_close_graceful(duet_link_t *l, duet_err_t err)
     l->paused = false;
     if (!l->eof_seen) {
         link_read_start(l); /* to see the peer's FIN; what comes before it is dropped */
+        if (l->state == LINK_CLOSED) {
+            return;
+        }
     }
     l->shutdown_req.data = l;
     if (uv_shutdown(&l->shutdown_req, (uv_stream_t *)&l->tcp, link_on_shutdown) != 0) {
@@ -778,10 +781,12 @@ static void link_on_eof(duet_link_t *l)
     link_read_stop(l);
     if (!duet_frame_reader_idle(&l->reader) || !duet_frame_reasm_idle(&l->reasm)) {
         link_fail(l, DUET_EPROTO, "the connection ended in the middle of a record");
-    } else if (l->state != LINK_OPEN) {
+    } else if (l->state != LINK_OPEN && l->role == DUET_NOISE_INITIATOR) {
         link_fail(l, DUET_ECLOSED,
                   "the peer closed the connection during the handshake (it may not know this "
                   "device, or it is not the device we expect)");
+    } else if (l->state != LINK_OPEN) {
+        link_fail(l, DUET_ECLOSED, "the peer closed the connection during the handshake");
     } else {
         link_close_graceful(l, DUET_OK);
     }
