@@ -949,14 +949,14 @@ static duet_err_t link_new(uv_loop_t *loop, const duet_link_config_t *cfg,
         err = DUET_EINVAL;
     }
     if (err != DUET_OK) {
-        link_free(l);
-        return err;
+        goto cleanup;
     }
     int r = uv_tcp_init(loop, &l->tcp);
     if (r != 0) {
-        link_free(l);
-        return link_uv_err(r);
+        err = link_uv_err(r);
+        goto cleanup;
     }
+    /* From here on the link is closed through libuv, never just freed. */
     l->handles = 2;
     (void)uv_timer_init(loop, &l->timer); /* cannot fail */
     l->tcp.data = l;
@@ -965,6 +965,9 @@ static duet_err_t link_new(uv_loop_t *loop, const duet_link_config_t *cfg,
     l->hs_deadline = uv_now(loop) + opt.handshake_ms;
     *out = l;
     return DUET_OK;
+cleanup:
+    link_free(l);
+    return err;
 }
 
 duet_err_t duet_link_connect(uv_loop_t *loop, const struct sockaddr *addr,

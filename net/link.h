@@ -24,9 +24,13 @@
  *  - A link is created by duet_link_connect or duet_link_accept and freed by itself: after
  *    on_close (called exactly once, from libuv's close callback) the pointer is dangling.
  *    If connect or accept return an error, no callback is ever called for that link.
- *  - Callbacks are never called from inside a duet_link_* call made by the owner; the owner
- *    may call any duet_link_* function (send, close, pause...) from inside a callback,
- *    except from on_close.
+ *  - Callbacks are never called from inside a duet_link_* call made by the owner (on_log
+ *    excepted: a send that meets a socket error logs it at once); the owner may call any
+ *    duet_link_* function (send, close, pause...) from inside a callback, except from
+ *    on_close.
+ *  - Memory: about 130 KiB per link (a read buffer and a frame buffer of 64 KiB each), plus
+ *    a reassembly buffer that grows to at most DUET_LINK_MAX_RECORD while a record arrives
+ *    in several chunks, plus the write queue (at most high_water + one sealed record).
  *  - Records handed to on_record are borrowed for the call. Records given to duet_link_send
  *    are copied (sealed) before it returns.
  *  - Backpressure is a pull model: duet_link_send returns DUET_EAGAIN while more than
