@@ -38,6 +38,7 @@ struct duet_lan {
     void *ctx;
     uint16_t udp_port;
     bool no_ipv4, no_ipv6, loopback;
+    char only_iface[IF_NAMESIZE];  /* empty: every interface */
     uint32_t rescan_ms;
     int64_t wall_offset_ms;
     struct sockaddr_in group4;
@@ -293,6 +294,9 @@ static bool usable(const duet_lan_t *lan, const struct ifaddrs *e)
     if (e->ifa_addr == NULL || e->ifa_name == NULL) {
         return false;
     }
+    if (lan->only_iface[0] != '\0' && strcmp(e->ifa_name, lan->only_iface) != 0) {
+        return false;
+    }
     unsigned f = e->ifa_flags;
     if (!(f & IFF_UP) || !(f & IFF_RUNNING)) {
         return false;
@@ -470,6 +474,9 @@ duet_err_t duet_lan_start(duet_lan_t **out, uv_loop_t *loop,
     lan->no_ipv4 = o.no_ipv4;
     lan->no_ipv6 = o.no_ipv6;
     lan->loopback = o.loopback;
+    if (o.only_iface != NULL) {
+        snprintf(lan->only_iface, sizeof lan->only_iface, "%s", o.only_iface);
+    }
     lan->rescan_ms = o.rescan_ms != 0 ? o.rescan_ms : DUET_LAN_RESCAN_MS;
     lan->wall_offset_ms = o.wall_offset_ms;
     duet_err_t err = parse_groups(lan, o.group4 != NULL ? o.group4 : DUET_DISCOVERY_GROUP4,

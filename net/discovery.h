@@ -55,6 +55,7 @@ typedef struct duet_lan_options {
     const char *group6;       /* NULL: DUET_DISCOVERY_GROUP6 */
     bool no_ipv4, no_ipv6;
     bool loopback;            /* tests: use the loopback interface too (IPv4) */
+    const char *only_iface;   /* tests: use this interface only (e.g. "lo" with loopback) */
     uint32_t rescan_ms;       /* 0: DUET_LAN_RESCAN_MS */
     int64_t wall_offset_ms;   /* tests: pretend the wall clock is off by this much */
     duet_discovery_config_t timing;  /* window and schedule; zero fields: defaults */

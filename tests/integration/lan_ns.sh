@@ -225,7 +225,7 @@ sleep 0.3
 lan_probe "$W/7b.log" 2 --secret "$S1" --seek --window-ms 2000 --timeout-ms 1000
 lan_wait "$PID" 4 || fail "1.5 s of clock skew with 2 s windows was not tolerated"
 lan_wait "$a" 4 || true
-lan_probe "$W/7c.log" 1 --secret "$S1" --port 5001 --window-ms 2000 --skew-ms 6000 --count 0 --timeout-ms 2500
+lan_probe "$W/7c.log" 1 --secret "$S1" --port 5001 --window-ms 2000 --skew-ms 6000 --announce-ms 200 --count 0 --timeout-ms 2500
 a=$PID
 sleep 0.3
 lan_probe "$W/7d.log" 2 --secret "$S1" --seek --window-ms 2000 --timeout-ms 2000

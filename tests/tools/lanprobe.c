@@ -12,8 +12,9 @@
  *       0: run until --timeout-ms) or at --timeout-ms (default 10000), or on SIGTERM/SIGINT;
  *       status 0 when something was found, 1 when nothing was, 2 on a usage or start error.
  *       Options: --window-ms N, --rescan-ms N, --udp-port N, --group4 A, --group6 A,
- *       --no-ipv4, --no-ipv6, --loopback, --skew-ms N (pretend the wall clock is off),
- *       --announce-ms N / --query-ms N (a fixed interval instead of the backoff).
+ *       --no-ipv4, --no-ipv6, --loopback, --iface NAME (only this one), --skew-ms N (pretend
+ *       the wall clock is off), --announce-ms N / --query-ms N (a fixed interval instead of
+ *       the backoff).
  *
  *   duet-lanprobe --flood RATE [--duration-ms N] [--size B] [--udp-port N] [--group4 A]
  *       Sends RATE random datagrams per second (B bytes, default a beacon's 56) to the IPv4
@@ -292,6 +293,8 @@ int main(int argc, char **argv)
             opt.udp_port = (uint16_t)v;
         } else if (strcmp(a, "--group4") == 0 && val != NULL) {
             opt.group4 = val;
+        } else if (strcmp(a, "--iface") == 0 && val != NULL) {
+            opt.only_iface = val;
         } else if (strcmp(a, "--group6") == 0 && val != NULL) {
             opt.group6 = val;
         } else if (strcmp(a, "--skew-ms") == 0 && val != NULL) {

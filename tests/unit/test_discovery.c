@@ -8,7 +8,9 @@
  * in windows w-1..w+1 and not outside, a stranger's or another couple's beacon is refused,
  * every truncated, oversized, bit-flipped or random datagram is refused, beacons share no
  * bytes across windows, a query is answered at once, the schedule backs off with jitter, the
- * buckets hold, and a stranger who replays a beacon and connects fails Noise KK.
+ * buckets hold, and a stranger who replays a beacon and connects fails Noise KK. Last, the
+ * net layer on the loopback interface (no root needed): a seeker finds its partner's port,
+ * a stranger with another key finds nothing, and every handle is closed after stop.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,6 +24,7 @@
 #include <sodium.h>
 
 #include "../../core/discovery.h"
+#include "../../net/discovery.h"
 #include "crypto.h"
 #include "noise.h"
 #include "testrng.h"
@@ -693,6 +696,85 @@ static void test_stranger_connects(void **state)
     couple_dispose(&c);
 }
 
+/* ---- net/discovery on the loopback interface ------------------------------------------ */
+
+typedef struct found_box {
+    int n;
+    struct sockaddr_in addr;
+    uv_loop_t *loop;
+} found_box_t;
+
+static void on_found(void *ctx, const struct sockaddr *a)
+{
+    found_box_t *f = ctx;
+    f->n++;
+    assert_int_equal(a->sa_family, AF_INET);
+    memcpy(&f->addr, a, sizeof f->addr);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    found_box_t *f = t->data;
+    uv_stop(f->loop);
+}
+
+static void test_lan_loopback(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    uint8_t key[32], other[32], secret[32];
+    memset(secret, 0x5a, sizeof secret);
+    duet_discovery_key_paired(key, secret);
+    secret[0] ^= 1;
+    duet_discovery_key_paired(other, secret);
+    /* lo only, IPv4, a port of our own so that parallel runs do not meet. */
+    duet_lan_options_t opt = {.loopback = true, .only_iface = "lo", .no_ipv6 = true,
+                              .udp_port = (uint16_t)(20000 + randombytes_uniform(30000))};
+    found_box_t fa = {.loop = &loop}, fb = {.loop = &loop}, fc = {.loop = &loop};
+    duet_lan_t *a, *b, *c;
+
+    /* A group that is not multicast is refused, before any handle exists. */
+    duet_lan_options_t bad = {.group4 = "10.0.0.1"};
+    a = (duet_lan_t *)&bad;
+    assert_int_equal(duet_lan_start(&a, &loop, key, 0, true, &bad, on_found, &fa), DUET_EADDR);
+    assert_null(a);
+
+    assert_int_equal(duet_lan_start(&a, &loop, key, 5001, false, &opt, on_found, &fa), DUET_OK);
+    if (duet_lan_interfaces(a) == 0) {
+        duet_lan_stop(a);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        assert_int_equal(uv_loop_close(&loop), 0);
+        skip();   /* no usable loopback interface here */
+    }
+    assert_int_equal(duet_lan_start(&b, &loop, key, 0, true, &opt, on_found, &fb), DUET_OK);
+    assert_int_equal(duet_lan_start(&c, &loop, other, 0, true, &opt, on_found, &fc), DUET_OK);
+    uv_timer_t tick;
+    uv_timer_init(&loop, &tick);
+    tick.data = &fb;
+    for (int i = 0; i < 30 && fb.n == 0; i++) {   /* at most 3 s */
+        uv_timer_start(&tick, on_tick, 100, 0);
+        uv_run(&loop, UV_RUN_DEFAULT);
+    }
+    assert_true(fb.n >= 1);
+    assert_int_equal(ntohs(fb.addr.sin_port), 5001);
+    assert_int_equal(ntohl(fb.addr.sin_addr.s_addr), 0x7f000001);
+    assert_true(duet_lan_stats(a)->replies >= 1);   /* b found a by its answer */
+    assert_int_equal(fa.n, 0);                       /* b does not listen: nothing to report */
+    assert_int_equal(fc.n, 0);                       /* the stranger heard, and found nothing */
+    assert_true(duet_lan_stats(c)->unknown >= 1);
+    assert_int_equal(duet_lan_stats(c)->recognised, 0);
+    assert_true(duet_lan_counters(b)->beacons_sent >= 1);
+
+    duet_lan_stop(a);
+    duet_lan_stop(b);
+    duet_lan_stop(c);
+    duet_lan_stop(NULL);
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);   /* every handle closed, memory freed */
+}
+
 int main(void)
 {
     if (sodium_init() < 0) {
@@ -711,6 +793,7 @@ int main(void)
         cmocka_unit_test(test_schedule),
         cmocka_unit_test(test_rate_limits),
         cmocka_unit_test(test_stranger_connects),
+        cmocka_unit_test(test_lan_loopback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
