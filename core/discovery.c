@@ -7,11 +7,11 @@
 
 #include "hkdf.h"
 
-#define NONCE DUET_DISCOVERY_NONCE_BYTES
-#define BODY DUET_DISCOVERY_BODY_BYTES
-#define TAG DUET_DISCOVERY_TAG_BYTES
+#define NONCE  DUET_DISCOVERY_NONCE_BYTES
+#define BODY   DUET_DISCOVERY_BODY_BYTES
+#define TAG    DUET_DISCOVERY_TAG_BYTES
 #define BEACON DUET_DISCOVERY_BEACON_BYTES
-#define NWIN (sizeof(((duet_discovery_t *)0)->win) / sizeof(((duet_discovery_t *)0)->win[0]))
+#define NWIN   (sizeof(((duet_discovery_t *)0)->win) / sizeof(((duet_discovery_t *)0)->win[0]))
 
 /* HKDF info labels; docs/protocol/discovery.md lists them. */
 static const char label_paired[] = "duet lan v1 paired";
@@ -70,7 +70,7 @@ static const duet_discovery_window_keys_t *window_keys(duet_discovery_t *d, uint
             return &d->win[i];
         }
         /* Replace an empty slot, else the window farthest from w. */
-        uint64_t dist = !d->win[i].valid ? UINT64_MAX
+        uint64_t dist = !d->win[i].valid       ? UINT64_MAX
                         : d->win[i].window > w ? d->win[i].window - w
                                                : w - d->win[i].window;
         if (dist > worst || i == 0) {
@@ -286,8 +286,8 @@ static bool bucket_take(uint32_t *credit, uint64_t *last, uint64_t now, uint32_t
     return ok;
 }
 
-static duet_discovery_source_t *source_slot(duet_discovery_t *d, const uint8_t *src,
-                                            size_t len, uint64_t now)
+static duet_discovery_source_t *source_slot(duet_discovery_t *d, const uint8_t *src, size_t len,
+                                            uint64_t now)
 {
     duet_discovery_source_t *stalest = &d->sources[0];
     for (size_t i = 0; i < DUET_DISCOVERY_SOURCES; i++) {
@@ -315,8 +315,8 @@ static bool rate_ok(duet_discovery_t *d, const uint8_t *src, size_t len, uint64_
                      DUET_DISCOVERY_SOURCE_REFILL_MS)) {
         return false;
     }
-    return bucket_take(&d->global_tokens_ms, &d->global_last_ms, now,
-                       DUET_DISCOVERY_GLOBAL_BURST, DUET_DISCOVERY_GLOBAL_REFILL_MS);
+    return bucket_take(&d->global_tokens_ms, &d->global_last_ms, now, DUET_DISCOVERY_GLOBAL_BURST,
+                       DUET_DISCOVERY_GLOBAL_REFILL_MS);
 }
 
 /* ---- receive ------------------------------------------------------------------------- */

@@ -53,37 +53,37 @@
 
 /* ---- wire constants ------------------------------------------------------------------ */
 
-#define DUET_DISCOVERY_BEACON_BYTES 56u
-#define DUET_DISCOVERY_NONCE_BYTES 24u
-#define DUET_DISCOVERY_BODY_BYTES 16u
-#define DUET_DISCOVERY_TAG_BYTES 16u
+#define DUET_DISCOVERY_BEACON_BYTES   56u
+#define DUET_DISCOVERY_NONCE_BYTES    24u
+#define DUET_DISCOVERY_BODY_BYTES     16u
+#define DUET_DISCOVERY_TAG_BYTES      16u
 #define DUET_DISCOVERY_INSTANCE_BYTES 8u
 
-#define DUET_DISCOVERY_KEY_BYTES 32u         /* a discovery key (from pair secret or nameplate) */
+#define DUET_DISCOVERY_KEY_BYTES         32u /* a discovery key (from pair secret or nameplate) */
 #define DUET_DISCOVERY_PAIR_SECRET_BYTES 32u
-#define DUET_DISCOVERY_MAX_NAMEPLATE 16u     /* the nameplate as bytes, 1..16 (e.g. "417") */
+#define DUET_DISCOVERY_MAX_NAMEPLATE     16u /* the nameplate as bytes, 1..16 (e.g. "417") */
 
 /* Where beacons go (the net layer's defaults; docs/protocol/discovery.md says why). */
 #define DUET_DISCOVERY_UDP_PORT 41714u
-#define DUET_DISCOVERY_GROUP4 "239.255.68.84"      /* IPv4 organisation-local scope, TTL 1 */
-#define DUET_DISCOVERY_GROUP6 "ff02::6475:6574"    /* IPv6 link-local scope ("duet") */
+#define DUET_DISCOVERY_GROUP4   "239.255.68.84"   /* IPv4 organisation-local scope, TTL 1 */
+#define DUET_DISCOVERY_GROUP6   "ff02::6475:6574" /* IPv6 link-local scope ("duet") */
 
 /* ---- defaults of the schedule and the windows ---------------------------------------- */
 
-#define DUET_DISCOVERY_WINDOW_MS 120000u     /* 2 minutes; windows w-1..w+1 are accepted */
-#define DUET_DISCOVERY_QUERY_MIN_MS 250u     /* first retry of a query */
-#define DUET_DISCOVERY_QUERY_MAX_MS 30000u   /* queries back off to this */
-#define DUET_DISCOVERY_ANNOUNCE_MIN_MS 2000u /* first periodic announce after a start/kick */
+#define DUET_DISCOVERY_WINDOW_MS       120000u /* 2 minutes; windows w-1..w+1 are accepted */
+#define DUET_DISCOVERY_QUERY_MIN_MS    250u    /* first retry of a query */
+#define DUET_DISCOVERY_QUERY_MAX_MS    30000u  /* queries back off to this */
+#define DUET_DISCOVERY_ANNOUNCE_MIN_MS 2000u   /* first periodic announce after a start/kick */
 #define DUET_DISCOVERY_ANNOUNCE_MAX_MS 60000u
 /* Jitter: every periodic interval is multiplied by a uniform factor in [0.75, 1.25). */
 
 /* ---- rate limits (named constants, see the preamble) ---------------------------------- */
 
-#define DUET_DISCOVERY_MAX_SOURCE 32u        /* bytes of a source id */
-#define DUET_DISCOVERY_SOURCES 64u           /* sources tracked; the stalest is forgotten */
-#define DUET_DISCOVERY_SOURCE_BURST 4u       /* authentic beacons a source may send at once */
+#define DUET_DISCOVERY_MAX_SOURCE       32u  /* bytes of a source id */
+#define DUET_DISCOVERY_SOURCES          64u  /* sources tracked; the stalest is forgotten */
+#define DUET_DISCOVERY_SOURCE_BURST     4u   /* authentic beacons a source may send at once */
 #define DUET_DISCOVERY_SOURCE_REFILL_MS 500u /* then one per this many ms */
-#define DUET_DISCOVERY_GLOBAL_BURST 32u      /* all sources together */
+#define DUET_DISCOVERY_GLOBAL_BURST     32u  /* all sources together */
 #define DUET_DISCOVERY_GLOBAL_REFILL_MS 50u
 
 typedef enum {
@@ -101,24 +101,24 @@ typedef struct duet_discovery_config {
 
 /* Counters, for logs, tests and benchmarks. */
 typedef struct duet_discovery_stats {
-    uint64_t received;      /* datagrams given to _receive */
-    uint64_t bad_size;      /* not DUET_DISCOVERY_BEACON_BYTES long */
-    uint64_t unknown;       /* no tag matched: a stranger, another couple, an old window */
-    uint64_t own;           /* our own beacon, looped back */
-    uint64_t malformed;     /* authentic but with a body this version does not know */
-    uint64_t rate_limited;  /* authentic, dropped by a bucket */
-    uint64_t recognised;    /* authentic and acted upon */
-    uint64_t replies;       /* announces handed out in answer to a query */
-    uint64_t sent_queries;  /* periodic or first queries handed out by _poll */
+    uint64_t received;     /* datagrams given to _receive */
+    uint64_t bad_size;     /* not DUET_DISCOVERY_BEACON_BYTES long */
+    uint64_t unknown;      /* no tag matched: a stranger, another couple, an old window */
+    uint64_t own;          /* our own beacon, looped back */
+    uint64_t malformed;    /* authentic but with a body this version does not know */
+    uint64_t rate_limited; /* authentic, dropped by a bucket */
+    uint64_t recognised;   /* authentic and acted upon */
+    uint64_t replies;      /* announces handed out in answer to a query */
+    uint64_t sent_queries; /* periodic or first queries handed out by _poll */
     uint64_t sent_announces;
 } duet_discovery_stats_t;
 
 /* What an authentic beacon asks of the caller. */
 typedef struct duet_discovery_rx {
-    duet_discovery_kind_t kind;  /* of the received beacon */
-    uint16_t port;               /* non-zero: the partner listens on TCP at the source
-                                    address, this port: connect (Noise KK decides) */
-    bool reply;                  /* send reply_beacon back to the source address and port */
+    duet_discovery_kind_t kind; /* of the received beacon */
+    uint16_t port;              /* non-zero: the partner listens on TCP at the source
+                                   address, this port: connect (Noise KK decides) */
+    bool reply;                 /* send reply_beacon back to the source address and port */
     uint8_t reply_beacon[DUET_DISCOVERY_BEACON_BYTES];
 } duet_discovery_rx_t;
 
@@ -131,21 +131,21 @@ typedef struct duet_discovery_window_keys {
 
 typedef struct duet_discovery_source {
     uint8_t id[DUET_DISCOVERY_MAX_SOURCE];
-    uint8_t id_len;      /* 0: free slot */
-    uint32_t tokens_ms;  /* credit in ms of refill time, capped at burst * refill */
-    uint64_t last_ms;    /* when the credit was last updated */
+    uint8_t id_len;     /* 0: free slot */
+    uint32_t tokens_ms; /* credit in ms of refill time, capped at burst * refill */
+    uint64_t last_ms;   /* when the credit was last updated */
 } duet_discovery_source_t;
 
 /* The engine. Plain struct so the caller can place it; do not touch the fields. */
 typedef struct duet_discovery {
     uint8_t key[DUET_DISCOVERY_KEY_BYTES];
-    duet_discovery_window_keys_t win[4];  /* cache: the accepted windows and one spare */
+    duet_discovery_window_keys_t win[4]; /* cache: the accepted windows and one spare */
     uint8_t instance[DUET_DISCOVERY_INSTANCE_BYTES];
     duet_discovery_config_t cfg;
     duet_rng_t rng;
-    uint16_t port;          /* our TCP port, 0 if we do not listen */
-    bool seek_mode;         /* the engine looks for the partner (kick resumes seeking) */
-    bool seeking;           /* a query round is running */
+    uint16_t port;  /* our TCP port, 0 if we do not listen */
+    bool seek_mode; /* the engine looks for the partner (kick resumes seeking) */
+    bool seeking;   /* a query round is running */
     uint64_t next_query_ms, query_iv_ms;
     uint64_t next_announce_ms, announce_iv_ms;
     duet_discovery_source_t sources[DUET_DISCOVERY_SOURCES];

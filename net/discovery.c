@@ -24,21 +24,21 @@ typedef struct lan_sock {
     char ifname[IF_NAMESIZE];
     unsigned ifindex;
     int family;
-    struct sockaddr_storage addr;  /* the interface address it is bound to */
-    char addr_text[INET6_ADDRSTRLEN + IF_NAMESIZE + 2];  /* for the libuv calls, "a%if" */
-    bool joined;                   /* the group is joined on this interface */
-    bool seen;                     /* mark of the current re-scan */
+    struct sockaddr_storage addr;                       /* the interface address it is bound to */
+    char addr_text[INET6_ADDRSTRLEN + IF_NAMESIZE + 2]; /* for the libuv calls, "a%if" */
+    bool joined;                                        /* the group is joined on this interface */
+    bool seen;                                          /* mark of the current re-scan */
     uint8_t buf[DUET_LAN_RECV_BUF];
 } lan_sock_t;
 
 struct duet_lan {
     uv_loop_t *loop;
-    duet_discovery_t *eng;         /* sodium_malloc: holds the keys */
+    duet_discovery_t *eng; /* sodium_malloc: holds the keys */
     duet_lan_found_cb cb;
     void *ctx;
     uint16_t udp_port;
     bool no_ipv4, no_ipv6, loopback;
-    char only_iface[IF_NAMESIZE];  /* empty: every interface */
+    char only_iface[IF_NAMESIZE]; /* empty: every interface */
     uint32_t rescan_ms;
     int64_t wall_offset_ms;
     struct sockaddr_in group4;
@@ -147,8 +147,8 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
     uint8_t id[20];
     size_t id_len = source_id(id, addr);
     duet_discovery_rx_t rx;
-    if (duet_discovery_receive(lan->eng, uv_now(lan->loop), wall_ms(lan), id, id_len, s->buf,
-                               len, &rx) != DUET_OK) {
+    if (duet_discovery_receive(lan->eng, uv_now(lan->loop), wall_ms(lan), id, id_len, s->buf, len,
+                               &rx) != DUET_OK) {
         return;
     }
     if (rx.reply) {
@@ -451,8 +451,7 @@ static duet_err_t parse_groups(duet_lan_t *lan, const char *g4, const char *g6)
 
 duet_err_t duet_lan_start(duet_lan_t **out, uv_loop_t *loop,
                           const uint8_t key[static DUET_DISCOVERY_KEY_BYTES], uint16_t tcp_port,
-                          bool seek, const duet_lan_options_t *opt, duet_lan_found_cb cb,
-                          void *ctx)
+                          bool seek, const duet_lan_options_t *opt, duet_lan_found_cb cb, void *ctx)
 {
     if (out == NULL || loop == NULL || key == NULL || cb == NULL) {
         abort();

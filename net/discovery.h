@@ -42,32 +42,32 @@
 
 #include "../core/discovery.h"
 
-#define DUET_LAN_RESCAN_MS 5000u
-#define DUET_LAN_MAX_IFACES 32u      /* interface/family pairs used at once; more are ignored */
-#define DUET_LAN_RECV_BUF 128u       /* longer datagrams are truncated, then refused by size */
+#define DUET_LAN_RESCAN_MS  5000u
+#define DUET_LAN_MAX_IFACES 32u  /* interface/family pairs used at once; more are ignored */
+#define DUET_LAN_RECV_BUF   128u /* longer datagrams are truncated, then refused by size */
 
 typedef struct duet_lan duet_lan_t;
 
 /* Options; a zeroed struct (or NULL) means the defaults. */
 typedef struct duet_lan_options {
-    uint16_t udp_port;        /* 0: DUET_DISCOVERY_UDP_PORT */
-    const char *group4;       /* NULL: DUET_DISCOVERY_GROUP4 */
-    const char *group6;       /* NULL: DUET_DISCOVERY_GROUP6 */
+    uint16_t udp_port;  /* 0: DUET_DISCOVERY_UDP_PORT */
+    const char *group4; /* NULL: DUET_DISCOVERY_GROUP4 */
+    const char *group6; /* NULL: DUET_DISCOVERY_GROUP6 */
     bool no_ipv4, no_ipv6;
-    bool loopback;            /* tests: use the loopback interface too (IPv4) */
-    const char *only_iface;   /* tests: use this interface only (e.g. "lo" with loopback) */
-    uint32_t rescan_ms;       /* 0: DUET_LAN_RESCAN_MS */
-    int64_t wall_offset_ms;   /* tests: pretend the wall clock is off by this much */
-    duet_discovery_config_t timing;  /* window and schedule; zero fields: defaults */
+    bool loopback;                  /* tests: use the loopback interface too (IPv4) */
+    const char *only_iface;         /* tests: use this interface only (e.g. "lo" with loopback) */
+    uint32_t rescan_ms;             /* 0: DUET_LAN_RESCAN_MS */
+    int64_t wall_offset_ms;         /* tests: pretend the wall clock is off by this much */
+    duet_discovery_config_t timing; /* window and schedule; zero fields: defaults */
 } duet_lan_options_t;
 
 /* Counters of the net layer (the engine's are in duet_lan_stats). */
 typedef struct duet_lan_counters {
-    uint64_t beacons_sent;    /* datagrams sent (one per interface per beacon, and replies) */
+    uint64_t beacons_sent; /* datagrams sent (one per interface per beacon, and replies) */
     uint64_t send_errors;
     uint64_t ifaces_added;
     uint64_t ifaces_removed;
-    uint64_t found;           /* found callbacks made */
+    uint64_t found; /* found callbacks made */
 } duet_lan_counters_t;
 
 /* The partner listens at addr (sockaddr_in or sockaddr_in6, port = its TCP port, scope id

@@ -30,7 +30,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FZ_WALL 1760000000000ull   /* the seeds' wall clock, ms */
+#define FZ_WALL   1760000000000ull /* the seeds' wall clock, ms */
 #define FZ_WINDOW 120000u
 
 static void fz_keys(uint8_t paired[32], uint8_t pairing[32])
@@ -88,9 +88,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (err == DUET_OK && rx.reply) {
             /* The other engine has another key: the answer must be a stranger's to it. */
             duet_discovery_rx_t rx2;
-            if (duet_discovery_receive(&eng[1 - who], now, wall, src, sizeof src,
-                                       rx.reply_beacon, sizeof rx.reply_beacon,
-                                       &rx2) != DUET_EAUTH) {
+            if (duet_discovery_receive(&eng[1 - who], now, wall, src, sizeof src, rx.reply_beacon,
+                                       sizeof rx.reply_beacon, &rx2) != DUET_EAUTH) {
                 abort();
             }
         }
@@ -154,12 +153,12 @@ int main(int argc, char **argv)
     put(argv[1], "paired-announce", buf, record(buf, 3, b, sizeof b));
     duet_discovery_beacon(&partner, FZ_WALL, DUET_DISCOVERY_QUERY, b);
     put(argv[1], "paired-query", buf, record(buf, 3 | 1 << 3, b, sizeof b));
-    n = record(buf, 2, b, sizeof b);                 /* receiver one window behind */
-    n += record(buf + n, 4, b, sizeof b);            /* one ahead */
-    n += record(buf + n, 7, b, sizeof b);            /* four ahead: refused */
+    n = record(buf, 2, b, sizeof b);      /* receiver one window behind */
+    n += record(buf + n, 4, b, sizeof b); /* one ahead */
+    n += record(buf + n, 7, b, sizeof b); /* four ahead: refused */
     put(argv[1], "paired-windows", buf, n);
     n = 0;
-    for (int i = 0; i < 8; i++) {                    /* a replay from one source */
+    for (int i = 0; i < 8; i++) { /* a replay from one source */
         n += record(buf + n, 3, b, sizeof b);
     }
     put(argv[1], "paired-replay", buf, n);
@@ -167,7 +166,7 @@ int main(int argc, char **argv)
     put(argv[1], "pairing-announce", buf, record(buf, 3 | 1 << 6, b, sizeof b));
     duet_discovery_beacon(&listener, FZ_WALL, DUET_DISCOVERY_QUERY, b);
     put(argv[1], "pairing-query", buf, record(buf, 3 | 1 << 6 | 2 << 3, b, sizeof b));
-    n = record(buf, 3, b, 40);                       /* truncated */
+    n = record(buf, 3, b, 40); /* truncated */
     n += record(buf + n, 3, b, 0);
     put(argv[1], "truncated", buf, n);
     memset(b, 0xa5, sizeof b);

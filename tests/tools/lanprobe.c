@@ -133,9 +133,9 @@ static void on_found(void *ctx, const struct sockaddr *addr)
         family = 6;
     }
     p->found++;
-    emit(json_pack("{s:s, s:s, s:i, s:i, s:i, s:I, s:I}", "event", "found", "addr", text,
-                   "family", family, "scope", (int)scope, "port", (int)port, "ms",
-                   (json_int_t)elapsed_ms(p), "us", (json_int_t)elapsed_us(p)));
+    emit(json_pack("{s:s, s:s, s:i, s:i, s:i, s:I, s:I}", "event", "found", "addr", text, "family",
+                   family, "scope", (int)scope, "port", (int)port, "ms", (json_int_t)elapsed_ms(p),
+                   "us", (json_int_t)elapsed_us(p)));
     if (p->count != 0 && p->found >= p->count) {
         finish(p);
     }
@@ -187,9 +187,8 @@ static int flood(uint64_t rate, uint64_t duration_ms, uint64_t size, uint16_t ud
         return 2;
     }
     for (struct ifaddrs *e = all; e != NULL && nfd < 16; e = e->ifa_next) {
-        if (e->ifa_addr == NULL || e->ifa_addr->sa_family != AF_INET ||
-            !(e->ifa_flags & IFF_UP) || !(e->ifa_flags & IFF_MULTICAST) ||
-            (e->ifa_flags & IFF_LOOPBACK)) {
+        if (e->ifa_addr == NULL || e->ifa_addr->sa_family != AF_INET || !(e->ifa_flags & IFF_UP) ||
+            !(e->ifa_flags & IFF_MULTICAST) || (e->ifa_flags & IFF_LOOPBACK)) {
             continue;
         }
         int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
@@ -276,17 +275,17 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--timeout-ms") == 0 && val != NULL &&
                    parse_u64(val, 86400000, &timeout_ms)) {
         } else if (strcmp(a, "--count") == 0 && val != NULL && parse_u64(val, 1000000, &count)) {
-        } else if (strcmp(a, "--window-ms") == 0 && val != NULL &&
-                   parse_u64(val, UINT32_MAX, &v) && v > 0) {
+        } else if (strcmp(a, "--window-ms") == 0 && val != NULL && parse_u64(val, UINT32_MAX, &v) &&
+                   v > 0) {
             opt.timing.window_ms = (uint32_t)v;
-        } else if (strcmp(a, "--rescan-ms") == 0 && val != NULL &&
-                   parse_u64(val, UINT32_MAX, &v) && v > 0) {
+        } else if (strcmp(a, "--rescan-ms") == 0 && val != NULL && parse_u64(val, UINT32_MAX, &v) &&
+                   v > 0) {
             opt.rescan_ms = (uint32_t)v;
         } else if (strcmp(a, "--announce-ms") == 0 && val != NULL &&
                    parse_u64(val, UINT32_MAX, &v) && v > 0) {
             opt.timing.announce_min_ms = opt.timing.announce_max_ms = (uint32_t)v;
-        } else if (strcmp(a, "--query-ms") == 0 && val != NULL &&
-                   parse_u64(val, UINT32_MAX, &v) && v > 0) {
+        } else if (strcmp(a, "--query-ms") == 0 && val != NULL && parse_u64(val, UINT32_MAX, &v) &&
+                   v > 0) {
             opt.timing.query_min_ms = opt.timing.query_max_ms = (uint32_t)v;
         } else if (strcmp(a, "--udp-port") == 0 && val != NULL && parse_u64(val, 65535, &v) &&
                    v > 0) {
@@ -339,15 +338,14 @@ int main(int argc, char **argv)
     p.loop = uv_default_loop();
     p.start_ns = uv_hrtime();
     p.count = (unsigned)count;
-    duet_err_t err =
-        duet_lan_start(&p.lan, p.loop, key, (uint16_t)port, seek, &opt, on_found, &p);
+    duet_err_t err = duet_lan_start(&p.lan, p.loop, key, (uint16_t)port, seek, &opt, on_found, &p);
     sodium_memzero(key, sizeof key);
     if (err != DUET_OK) {
         fprintf(stderr, "duet-lanprobe: %s\n", duet_strerror(err));
         return 2;
     }
-    emit(json_pack("{s:s, s:i}", "event", "started", "interfaces",
-                   (int)duet_lan_interfaces(p.lan)));
+    emit(
+        json_pack("{s:s, s:i}", "event", "started", "interfaces", (int)duet_lan_interfaces(p.lan)));
     uv_timer_init(p.loop, &p.timeout);
     p.timeout.data = &p;
     uv_timer_start(&p.timeout, on_timeout, timeout_ms, 0);

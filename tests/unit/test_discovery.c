@@ -29,8 +29,8 @@
 #include "noise.h"
 #include "testrng.h"
 
-#define W 120000u                    /* the default window */
-#define T0 (1700000000000ull)        /* a wall clock in 2023, ms */
+#define W      120000u            /* the default window */
+#define T0     (1700000000000ull) /* a wall clock in 2023, ms */
 #define BEACON DUET_DISCOVERY_BEACON_BYTES
 
 static const uint8_t src_a[] = {10, 0, 0, 1};
@@ -118,8 +118,7 @@ static void couple_init(couple_t *c, uint8_t fill, uint16_t port_a, bool seek_a,
     uint8_t secret[32];
     memset(secret, fill, sizeof secret);
     duet_discovery_key_paired(c->key, secret);
-    duet_discovery_init(&c->a, c->key, port_a, seek_a, NULL, duet_testrng_init(&c->ra, fill),
-                        0);
+    duet_discovery_init(&c->a, c->key, port_a, seek_a, NULL, duet_testrng_init(&c->ra, fill), 0);
     duet_discovery_init(&c->b, c->key, port_b, seek_b, NULL,
                         duet_testrng_init(&c->rb, 1000u + fill), 0);
 }
@@ -187,8 +186,8 @@ static void test_beacon_matches_document(void **state)
 
     duet_discovery_beacon(&c.a, wall, DUET_DISCOVERY_ANNOUNCE, b);
     assert_int_equal(ref_open(body, c.key, w, b), 0);
-    assert_int_equal(body[0], 1);    /* announce */
-    assert_int_equal(body[1], 0);    /* flags */
+    assert_int_equal(body[0], 1); /* announce */
+    assert_int_equal(body[1], 0); /* flags */
     assert_int_equal(body[2], 41000 >> 8);
     assert_int_equal(body[3], 41000 & 0xff);
     assert_memory_equal(body + 4, c.a.instance, 8);
@@ -199,7 +198,7 @@ static void test_beacon_matches_document(void **state)
 
     duet_discovery_beacon(&c.a, wall, DUET_DISCOVERY_QUERY, b);
     assert_int_equal(ref_open(body, c.key, w, b), 0);
-    assert_int_equal(body[0], 2);    /* query, carrying our port */
+    assert_int_equal(body[0], 2); /* query, carrying our port */
     assert_int_equal(body[2] << 8 | body[3], 41000);
 
     /* And the engine accepts what the document's sealing makes. */
@@ -227,7 +226,7 @@ static void test_partner_recognised(void **state)
                      DUET_OK);
     assert_int_equal(rx.kind, DUET_DISCOVERY_ANNOUNCE);
     assert_int_equal(rx.port, 5555);
-    assert_false(rx.reply);   /* b does not listen, and an announce asks nothing */
+    assert_false(rx.reply); /* b does not listen, and an announce asks nothing */
     assert_int_equal(duet_discovery_stats(&c.b)->recognised, 1);
     /* The report ended b's query round. */
     assert_int_equal(duet_discovery_next_timeout(&c.b), UINT64_MAX);
@@ -246,7 +245,7 @@ static void test_windows(void **state)
     struct {
         int64_t skew_windows;
         duet_err_t want;
-    } cases[] = {{0, DUET_OK}, {1, DUET_OK}, {-1, DUET_OK}, {2, DUET_EAUTH},
+    } cases[] = {{0, DUET_OK},     {1, DUET_OK},     {-1, DUET_OK},     {2, DUET_EAUTH},
                  {-2, DUET_EAUTH}, {30, DUET_EAUTH}, {-720, DUET_EAUTH}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         duet_discovery_beacon(&c.a, sent, DUET_DISCOVERY_ANNOUNCE, b);
@@ -294,7 +293,7 @@ static void test_strangers_and_two_couples(void **state)
                 uint8_t src[4] = {10, 0, 1, (uint8_t)(s * 8 + kind)};
                 duet_err_t err = duet_discovery_receive(dev[r], 0, T0, src, 4, b, BEACON, &rx);
                 if (r == s) {
-                    assert_int_equal(err, DUET_EDUP);   /* its own, looped back */
+                    assert_int_equal(err, DUET_EDUP); /* its own, looped back */
                 } else if (r / 2 == s / 2) {
                     assert_int_equal(err, DUET_OK);
                     assert_int_equal(rx.port, port[s]);
@@ -339,13 +338,11 @@ static void test_pairing_by_nameplate(void **state)
     duet_discovery_beacon(&joiner, T0, DUET_DISCOVERY_QUERY, q);
     assert_int_equal(duet_discovery_receive(&listener, 0, T0, src_b, 4, q, BEACON, &rx), DUET_OK);
     assert_true(rx.reply);
-    assert_int_equal(rx.port, 0);   /* the joiner does not listen: nothing to connect to */
-    assert_int_equal(duet_discovery_receive(&joiner, 1, T0, src_a, 4, rx.reply_beacon, BEACON,
-                                            &rx2),
-                     DUET_OK);
+    assert_int_equal(rx.port, 0); /* the joiner does not listen: nothing to connect to */
+    assert_int_equal(
+        duet_discovery_receive(&joiner, 1, T0, src_a, 4, rx.reply_beacon, BEACON, &rx2), DUET_OK);
     assert_int_equal(rx2.port, 6000);
-    assert_int_equal(duet_discovery_receive(&wrong, 1, T0, src_a, 4, rx.reply_beacon, BEACON,
-                                            &rx2),
+    assert_int_equal(duet_discovery_receive(&wrong, 1, T0, src_a, 4, rx.reply_beacon, BEACON, &rx2),
                      DUET_EAUTH);
     duet_discovery_beacon(&wrong, T0, DUET_DISCOVERY_QUERY, q);
     assert_int_equal(duet_discovery_receive(&listener, 0, T0, src_b, 4, q, BEACON, &rx),
@@ -394,12 +391,12 @@ static void test_bad_input(void **state)
     /* Authentic but malformed bodies: refused, nothing reported. */
     uint64_t w = T0 / W;
     const uint8_t bodies[][16] = {
-        {3, 0, 0x10, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0},   /* unknown kind */
-        {0, 0, 0x10, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0},   /* kind 0 */
-        {1, 1, 0x10, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0},   /* flags */
-        {1, 0, 0x10, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 1},   /* reserved */
+        {3, 0, 0x10, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0}, /* unknown kind */
+        {0, 0, 0x10, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0}, /* kind 0 */
+        {1, 1, 0x10, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0}, /* flags */
+        {1, 0, 0x10, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 1}, /* reserved */
         {2, 0, 0x10, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0x80, 0, 0, 0},
-        {1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0},      /* announce without a port */
+        {1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0}, /* announce without a port */
     };
     for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
         ref_seal(buf, c.key, w, bodies[i]);
@@ -411,7 +408,7 @@ static void test_bad_input(void **state)
     const duet_discovery_stats_t *s = duet_discovery_stats(&c.b);
     assert_int_equal(s->recognised, 0);
     assert_int_equal(s->malformed, 6);
-    assert_int_equal(s->bad_size, sizeof buf + 1);   /* 512 wrong lengths + the NULL */
+    assert_int_equal(s->bad_size, sizeof buf + 1); /* 512 wrong lengths + the NULL */
     /* The partner's real beacon still gets through after all that. */
     assert_int_equal(duet_discovery_receive(&c.b, 0, T0, src_a, 4, b, BEACON, &rx), DUET_OK);
     assert_int_equal(rx.port, 6001);
@@ -473,7 +470,7 @@ static void test_query_answered_at_once(void **state)
 {
     (void)state;
     couple_t c;
-    couple_init(&c, 8, 8001, false, 0, true);   /* a listens, b seeks */
+    couple_init(&c, 8, 8001, false, 0, true); /* a listens, b seeks */
     uint8_t q[BEACON];
     duet_discovery_rx_t rx, rx2;
     assert_int_equal(duet_discovery_poll(&c.b, 100), DUET_DISCOVERY_QUERY);
@@ -482,12 +479,11 @@ static void test_query_answered_at_once(void **state)
     assert_int_equal(rx.kind, DUET_DISCOVERY_QUERY);
     assert_true(rx.reply);
     assert_int_equal(duet_discovery_stats(&c.a)->replies, 1);
-    assert_int_equal(duet_discovery_receive(&c.b, 101, T0, src_a, 4, rx.reply_beacon, BEACON,
-                                            &rx2),
+    assert_int_equal(duet_discovery_receive(&c.b, 101, T0, src_a, 4, rx.reply_beacon, BEACON, &rx2),
                      DUET_OK);
     assert_int_equal(rx2.kind, DUET_DISCOVERY_ANNOUNCE);
     assert_int_equal(rx2.port, 8001);
-    assert_false(rx2.reply);   /* an announce is never answered: no ping-pong */
+    assert_false(rx2.reply); /* an announce is never answered: no ping-pong */
 
     /* A device that does not listen hears queries but has nothing to answer. */
     couple_t d;
@@ -504,8 +500,8 @@ static void test_query_answered_at_once(void **state)
 
 /* Poll e from t until it sends kind `count` times; check each gap against the doubling
  * interval from min to max with jitter [0.75, 1.25). */
-static void check_backoff(duet_discovery_t *e, uint64_t t, duet_discovery_kind_t kind,
-                          uint64_t min, uint64_t max, int count)
+static void check_backoff(duet_discovery_t *e, uint64_t t, duet_discovery_kind_t kind, uint64_t min,
+                          uint64_t max, int count)
 {
     uint64_t iv = min;
     assert_int_equal(duet_discovery_poll(e, t), kind);
@@ -621,8 +617,7 @@ static void test_rate_limits(void **state)
     ok = 0;
     for (int i = 0; i < 200; i++) {
         uint8_t src[16] = {0xfe, 0x80, 0, 0, 0, 0, 0, 0, (uint8_t)i, (uint8_t)(i >> 8)};
-        ok += duet_discovery_receive(&c.b, 1500, T0, src, sizeof src, q, BEACON, &rx) ==
-              DUET_OK;
+        ok += duet_discovery_receive(&c.b, 1500, T0, src, sizeof src, q, BEACON, &rx) == DUET_OK;
     }
     assert_int_equal(ok, DUET_DISCOVERY_GLOBAL_BURST - 2);
     /* Time refills it. */
@@ -729,7 +724,9 @@ static void test_lan_loopback(void **state)
     secret[0] ^= 1;
     duet_discovery_key_paired(other, secret);
     /* lo only, IPv4, a port of our own so that parallel runs do not meet. */
-    duet_lan_options_t opt = {.loopback = true, .only_iface = "lo", .no_ipv6 = true,
+    duet_lan_options_t opt = {.loopback = true,
+                              .only_iface = "lo",
+                              .no_ipv6 = true,
                               .udp_port = (uint16_t)(20000 + randombytes_uniform(30000))};
     found_box_t fa = {.loop = &loop}, fb = {.loop = &loop}, fc = {.loop = &loop};
     duet_lan_t *a, *b, *c;
@@ -745,23 +742,23 @@ static void test_lan_loopback(void **state)
         duet_lan_stop(a);
         uv_run(&loop, UV_RUN_DEFAULT);
         assert_int_equal(uv_loop_close(&loop), 0);
-        skip();   /* no usable loopback interface here */
+        skip(); /* no usable loopback interface here */
     }
     assert_int_equal(duet_lan_start(&b, &loop, key, 0, true, &opt, on_found, &fb), DUET_OK);
     assert_int_equal(duet_lan_start(&c, &loop, other, 0, true, &opt, on_found, &fc), DUET_OK);
     uv_timer_t tick;
     uv_timer_init(&loop, &tick);
     tick.data = &fb;
-    for (int i = 0; i < 30 && fb.n == 0; i++) {   /* at most 3 s */
+    for (int i = 0; i < 30 && fb.n == 0; i++) { /* at most 3 s */
         uv_timer_start(&tick, on_tick, 100, 0);
         uv_run(&loop, UV_RUN_DEFAULT);
     }
     assert_true(fb.n >= 1);
     assert_int_equal(ntohs(fb.addr.sin_port), 5001);
     assert_int_equal(ntohl(fb.addr.sin_addr.s_addr), 0x7f000001);
-    assert_true(duet_lan_stats(a)->replies >= 1);   /* b found a by its answer */
-    assert_int_equal(fa.n, 0);                       /* b does not listen: nothing to report */
-    assert_int_equal(fc.n, 0);                       /* the stranger heard, and found nothing */
+    assert_true(duet_lan_stats(a)->replies >= 1); /* b found a by its answer */
+    assert_int_equal(fa.n, 0);                    /* b does not listen: nothing to report */
+    assert_int_equal(fc.n, 0);                    /* the stranger heard, and found nothing */
     assert_true(duet_lan_stats(c)->unknown >= 1);
     assert_int_equal(duet_lan_stats(c)->recognised, 0);
     assert_true(duet_lan_counters(b)->beacons_sent >= 1);
@@ -772,7 +769,7 @@ static void test_lan_loopback(void **state)
     duet_lan_stop(NULL);
     uv_close((uv_handle_t *)&tick, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&loop), 0);   /* every handle closed, memory freed */
+    assert_int_equal(uv_loop_close(&loop), 0); /* every handle closed, memory freed */
 }
 
 int main(void)
