@@ -14,6 +14,7 @@
 #include <sodium.h>
 
 #include "control.h"
+#include "discovery.h"
 #include "identity.h"
 #include "items.h"
 #include "link.h"
@@ -43,6 +44,7 @@ struct duet_daemon {
     uint64_t backoff_ms;
     bool connecting;
     duet_control_t *ctl;
+    duet_lan_t *lan;
     uv_signal_t sigint, sigterm;
     bool stopping;
     duet_err_t start_err;
@@ -198,6 +200,9 @@ static void s_close(duet_session_t *s, void *ctx, duet_err_t err)
     if (was_active) {
         emit(d, "{\"event\":\"disconnected\",\"reason\":\"%s\"}", reason(err));
         emit(d, "{\"event\":\"partner_offline\"}");
+        if (d->lan != NULL && !d->stopping) {
+            duet_lan_kick(d->lan); /* look for the partner again at once */
+        }
     }
     if (!d->stopping && d->active.s == NULL) {
         schedule_reconnect(d, was_open);
@@ -249,6 +254,8 @@ static void on_connection(uv_stream_t *server, int status)
 
 /* ---- reconnecting --------------------------------------------------------------------- */
 
+static void connect_to(duet_daemon_t *d, const struct sockaddr *addr);
+
 static void try_connect(duet_daemon_t *d)
 {
     duet_partner_t p;
@@ -258,8 +265,26 @@ static void try_connect(duet_daemon_t *d)
     }
     if (duet_partner_load(d->st, &p) != DUET_OK || p.addr[0] == 0 ||
         duet_addr_parse(p.addr, &ss) != DUET_OK) {
-        return; /* no address known: wait for the partner to come to us */
+        return; /* no address known: wait for the partner (or its beacon) */
     }
+    connect_to(d, (struct sockaddr *)&ss);
+}
+
+/* The partner's beacon was seen: try there, unless a session runs or is being made. */
+static void on_lan_found(void *ctx, const struct sockaddr *addr)
+{
+    duet_daemon_t *d = ctx;
+    if (d->stopping || d->connecting || d->active.s != NULL) {
+        return;
+    }
+    connect_to(d, addr);
+}
+
+static void connect_to(duet_daemon_t *d, const struct sockaddr *addr)
+{
+    struct sockaddr_storage ss;
+    memcpy(&ss, addr, addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                  : sizeof(struct sockaddr_in));
     slot_t *sl = free_slot(d);
     if (sl == NULL) {
         schedule_reconnect(d, false);
@@ -341,6 +366,10 @@ static void stop(duet_daemon_t *d)
     if (d->ctl != NULL) {
         duet_control_close(d->ctl);
         d->ctl = NULL;
+    }
+    if (d->lan != NULL) {
+        duet_lan_stop(d->lan);
+        d->lan = NULL;
     }
 }
 
@@ -478,6 +507,29 @@ duet_err_t duet_daemon_run(uv_loop_t *loop, duet_store_t *st, const duet_daemon_
         emit(d, "{\"event\":\"listening\",\"addr\":\"%s\"}", addr);
     } else {
         emit(d, "{\"event\":\"listening\",\"addr\":null}");
+    }
+    if (opts->lan) {
+        uint8_t *secret = NULL, key[DUET_DISCOVERY_KEY_BYTES];
+        size_t slen = 0;
+        uint16_t port = 0;
+        const char *colon = strrchr(addr, ':');
+        if (colon != NULL) {
+            port = (uint16_t)strtoul(colon + 1, NULL, 10);
+        }
+        err = duet_store_secret_get(st, "pair_secret", &secret, &slen);
+        if (err == DUET_OK && slen == DUET_DISCOVERY_PAIR_SECRET_BYTES) {
+            duet_discovery_key_paired(key, secret);
+            err = duet_lan_start(&d->lan, loop, key, port, true, NULL, on_lan_found, d);
+            sodium_memzero(key, sizeof key);
+        }
+        if (secret != NULL) {
+            sodium_memzero(secret, slen);
+            free(secret);
+        }
+        if (err != DUET_OK || d->lan == NULL) {
+            logf_(d, "LAN discovery unavailable (%s); the partner can still connect here",
+                  duet_strerror(err));
+        }
     }
     try_connect(d);
     uv_run(loop, UV_RUN_DEFAULT);
