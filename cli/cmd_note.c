@@ -125,9 +125,22 @@ static void inbox_record(duet_cli_t *cli, const duet_item_t *it)
     printf("%s%s%s  %-7s  %-9s  ", duet_cli_dim(cli), at, duet_cli_reset(cli),
            it->mine ? "me" : "partner", duet_status_name(it->status));
     if (text != NULL) {
-        duet_cli_print_text(cli, text, tlen);
-        if (tlen == 0 || text[tlen - 1] != '\n') {
-            putchar('\n');
+        /* Continuation lines line up under the first line's text. */
+        size_t start = 0;
+        for (size_t i = 0; i <= tlen; i++) {
+            if (i == tlen || text[i] == '\n') {
+                if (start > 0 && i > start) {
+                    printf("%*s", 38, "");
+                }
+                duet_cli_print_text(cli, text + start, i - start);
+                if (i < tlen || start < tlen) {
+                    putchar('\n');
+                }
+                start = i + 1;
+                if (i + 1 == tlen) {
+                    break; /* a final newline ends the last line */
+                }
+            }
         }
     } else {
         printf("(%s)\n", duet_kind_name(it->kind));
