@@ -328,10 +328,10 @@ void duet_checkin_day_format(int64_t day, char out[static DUET_CHECKIN_DATE_LEN 
 {
     int64_t y;
     unsigned m, d;
-    duet_checkin_civil_from_day(day, &y, &m, &d);
-    if (y < 0 || y > 9999) {
-        abort(); /* no date duet handles is outside 0000..9999 */
+    if (day < DUET_CHECKIN_DAY_MIN || day > DUET_CHECKIN_DAY_MAX + DUET_CHECKIN_SPAN_DAYS) {
+        day = DUET_CHECKIN_DAY_MIN; /* never reached: every day comes from parse or a clock */
     }
+    duet_checkin_civil_from_day(day, &y, &m, &d);
     snprintf(out, DUET_CHECKIN_DATE_LEN + 1, "%04d-%02u-%02u", (int)y, m, d);
 }
 
@@ -359,8 +359,8 @@ duet_err_t duet_checkin_day_parse(const char *s, size_t len, int64_t *day)
     int64_t y;
     unsigned m, dd;
     duet_checkin_civil_from_day(d, &y, &m, &dd);
-    if (m != v[1] || dd != v[2]) {
-        return DUET_EINVAL; /* 2026-02-30 */
+    if (m != v[1] || dd != v[2] || d < DUET_CHECKIN_DAY_MIN || d > DUET_CHECKIN_DAY_MAX) {
+        return DUET_EINVAL; /* 2026-02-30, or outside the years duet counts in */
     }
     *day = d;
     return DUET_OK;

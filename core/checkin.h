@@ -68,6 +68,8 @@
 #define DUET_CHECKIN_DATE_LEN 10u       /* "YYYY-MM-DD" */
 #define DUET_CHECKIN_DUE_MAX 31u        /* unanswered instances listed per ritual, newest */
 #define DUET_CHECKIN_SPAN_DAYS 36600    /* instances exist up to ~100 years after the start */
+#define DUET_CHECKIN_DAY_MIN 0          /* 1970-01-01: dates duet reads are in [MIN, MAX] */
+#define DUET_CHECKIN_DAY_MAX 2896007    /* 9898-12-31, so MAX + SPAN still has 4 digits */
 #define DUET_CHECKIN_LIST_MAX 1000u     /* rituals or agreements listed */
 #define DUET_CHECKIN_AGREE_MAX 2000u    /* bytes of UTF-8 in an agreement */
 #define DUET_CHECKIN_NOTE_MAX 1000u     /* bytes in a pause note or a milestone */
@@ -127,7 +129,8 @@ void duet_checkin_rhythm_format(const duet_checkin_rhythm_t *r, char out[static 
 /* Days since 1970-01-01 of a proleptic Gregorian date, and back (pure integer arithmetic). */
 int64_t duet_checkin_day_from_civil(int64_t y, unsigned m, unsigned d);
 void duet_checkin_civil_from_day(int64_t day, int64_t *y, unsigned *m, unsigned *d);
-/* "YYYY-MM-DD" (years 0..9999) and back; parse refuses anything else (DUET_EINVAL). */
+/* "YYYY-MM-DD" and back; parse refuses anything else, and dates outside [DAY_MIN, DAY_MAX]
+ * (DUET_EINVAL). */
 void duet_checkin_day_format(int64_t day, char out[static DUET_CHECKIN_DATE_LEN + 1]);
 duet_err_t duet_checkin_day_parse(const char *s, size_t len, int64_t *day) DUET_MUST_CHECK;
 /* ISO weekday of a day: 1 Monday .. 7 Sunday. */
