@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "control.h"
 #include "identity.h"
 #include "items.h"
 #include "outbox.h"
@@ -61,7 +62,7 @@ int duet_cmd_note(duet_cli_t *cli, int argc, char **argv)
     duet_item_t it;
     err = duet_store_begin(st);
     if (err == DUET_OK) {
-        err = duet_items_add(st, DUET_KIND_NOTE, body, body_len, duet_cli_now_ms(), &it);
+        err = duet_outbox_queue(st, DUET_KIND_NOTE, body, body_len, duet_cli_now_ms(), it.id);
         if (err == DUET_OK) {
             err = duet_store_commit(st);
         }
@@ -75,6 +76,7 @@ int duet_cmd_note(duet_cli_t *cli, int argc, char **argv)
         duet_store_close(st);
         return duet_cli_fail(cli, "note", err);
     }
+    duet_control_kick(cli->home); /* a running daemon sends it now */
     duet_store_close(st);
     char hex[33];
     duet_item_id_hex(it.id, hex);
@@ -132,9 +134,22 @@ static void inbox_record(duet_cli_t *cli, const duet_item_t *it, const char *par
     if (ritual) {
         duet_cli_ritual_line(cli, it, partner); /* check-in kinds */
     } else if (text != NULL) {
-        duet_cli_print_text(cli, text, tlen);
-        if (tlen == 0 || text[tlen - 1] != '\n') {
-            putchar('\n');
+        /* Continuation lines line up under the first line's text. */
+        size_t start = 0;
+        for (size_t i = 0; i <= tlen; i++) {
+            if (i == tlen || text[i] == '\n') {
+                if (start > 0 && i > start) {
+                    printf("%*s", 38, "");
+                }
+                duet_cli_print_text(cli, text + start, i - start);
+                if (i < tlen || start < tlen) {
+                    putchar('\n');
+                }
+                start = i + 1;
+                if (i + 1 == tlen) {
+                    break; /* a final newline ends the last line */
+                }
+            }
         }
     } else {
         printf("(%s)\n", duet_kind_name(it->kind));
