@@ -15,11 +15,12 @@
 #include "checkin.h"
 #include "cli.h"
 #include "commands.h"
+#include "control.h"
 #include "identity.h"
 #include "partner.h"
 
 #define ANSWERS_FILE_MAX (1u << 20)
-#define RITUAL_FILE_MAX (64u << 10)
+#define RITUAL_FILE_MAX  (64u << 10)
 
 /* ---- small helpers -------------------------------------------------------------------- */
 
@@ -35,8 +36,9 @@ static const char *state_name(uint32_t s)
 
 static const char *pstate_name(uint32_t s)
 {
-    return s == DUET_CHECKIN_REVEALED ? "revealed" : s == DUET_CHECKIN_SEALED ? "sealed"
-                                                                               : "waiting";
+    return s == DUET_CHECKIN_REVEALED ? "revealed"
+           : s == DUET_CHECKIN_SEALED ? "sealed"
+                                      : "waiting";
 }
 
 static void questions_json(duet_cli_t *cli, const duet_checkin_spec_t *spec)
@@ -98,8 +100,7 @@ static int fail_id(duet_cli_t *cli, const char *what, const char *arg, duet_err_
 {
     if (err == DUET_ENORITUAL || err == DUET_ENOENT) {
         return duet_cli_failf(cli, what, "no check-in '%s' here (see: duet checkin %s)", arg,
-                              strstr(what, "accept") || strstr(what, "decline") ? "list"
-                                                                                : "due");
+                              strstr(what, "accept") || strstr(what, "decline") ? "list" : "due");
     }
     if (err == DUET_EINVAL) {
         return duet_cli_failf(cli, what, "'%s' matches more than one; give more of the id", arg);
@@ -111,9 +112,10 @@ static int fail_id(duet_cli_t *cli, const char *what, const char *arg, duet_err_
 static int open_store(duet_cli_t *cli, duet_store_t **st)
 {
     int rc = duet_cli_open(cli, st);
-    if (rc == 0) {
-        duet_err_t e = duet_checkin_flush_owed(*st, duet_cli_now_ms(), NULL);
-        (void)e; /* best effort: the owed rows stay for the next time */
+    size_t queued = 0;
+    if (rc == 0 && duet_checkin_flush_owed(*st, duet_cli_now_ms(), &queued) == DUET_OK &&
+        queued > 0) {
+        duet_control_kick(cli->home); /* best effort: owed rows stay for the next time */
     }
     return rc;
 }
@@ -177,8 +179,8 @@ static int custom_question(duet_cli_t *cli, const char *file, custom_t *c, const
     if (id == NULL) {
         snprintf(q->id, sizeof q->id, "q%u", i + 1);
     } else if (strlen(id) > DUET_CHECKIN_QID_MAX) {
-        return duet_cli_failf(cli, file, "question %u: the id is longer than %u characters",
-                              i + 1, DUET_CHECKIN_QID_MAX);
+        return duet_cli_failf(cli, file, "question %u: the id is longer than %u characters", i + 1,
+                              DUET_CHECKIN_QID_MAX);
     } else {
         snprintf(q->id, sizeof q->id, "%s", id);
     }
@@ -215,16 +217,14 @@ static int custom_check(duet_cli_t *cli, const char *file, custom_t *c)
     }
     for (uint32_t i = 0; i < c->spec.nq; i++) {
         for (const char *p = c->spec.q[i].id; *p; p++) {
-            if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' ||
-                  *p == '-')) {
-                return duet_cli_failf(cli, file,
-                                      "question %u: an id is made of a-z, 0-9, _ and -", i + 1);
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' || *p == '-')) {
+                return duet_cli_failf(cli, file, "question %u: an id is made of a-z, 0-9, _ and -",
+                                      i + 1);
             }
         }
         for (uint32_t j = 0; j < i; j++) {
             if (strcmp(c->spec.q[i].id, c->spec.q[j].id) == 0) {
-                return duet_cli_failf(cli, file, "two questions have the id '%s'",
-                                      c->spec.q[i].id);
+                return duet_cli_failf(cli, file, "two questions have the id '%s'", c->spec.q[i].id);
             }
         }
     }
@@ -270,8 +270,9 @@ static int custom_json(duet_cli_t *cli, const char *file, const uint8_t *data, s
         json_t *type = json_object_get(q, "type");
         if (!json_is_object(q) || (id != NULL && !json_is_string(id)) || !json_is_string(text) ||
             (type != NULL && !json_is_string(type))) {
-            rc = duet_cli_failf(cli, file, "question %zu: expected {\"id\": \"...\", \"text\": "
-                                           "\"...\", \"type\": \"text\"|\"scale\"}",
+            rc = duet_cli_failf(cli, file,
+                                "question %zu: expected {\"id\": \"...\", \"text\": "
+                                "\"...\", \"type\": \"text\"|\"scale\"}",
                                 i + 1);
             break;
         }
@@ -408,8 +409,9 @@ static int custom_toml(duet_cli_t *cli, const char *file, const char *s, custom_
         s++;
         s += strspn(s, " \t");
         if (!toml_value(&s, val, sizeof val)) {
-            return duet_cli_failf(cli, file, "line %d: a value is a \"quoted string\" (at most "
-                                             "%u bytes) or true/false",
+            return duet_cli_failf(cli, file,
+                                  "line %d: a value is a \"quoted string\" (at most "
+                                  "%u bytes) or true/false",
                                   line, DUET_CHECKIN_QTEXT_MAX);
         }
         while (*s && *s != '\n') {
@@ -461,10 +463,9 @@ static int load_custom(duet_cli_t *cli, const char *file, custom_t *c)
     }
     text[len] = 0;
     size_t skip = strspn((const char *)text, " \t\r\n");
-    int rc = memchr(text, 0, len) != NULL
-                 ? duet_cli_failf(cli, file, "not a text file")
-             : text[skip] == '{' ? custom_json(cli, file, text, len, c)
-                                 : custom_toml(cli, file, (const char *)text, c);
+    int rc = memchr(text, 0, len) != NULL ? duet_cli_failf(cli, file, "not a text file")
+             : text[skip] == '{'          ? custom_json(cli, file, text, len, c)
+                                          : custom_toml(cli, file, (const char *)text, c);
     free(text);
     return rc != 0 ? rc : custom_check(cli, file, c);
 }
@@ -476,8 +477,7 @@ static int cmd_start(duet_cli_t *cli, int argc, char **argv)
     const char *pos[1], *every = NULL;
     bool open = false;
     size_t npos;
-    const duet_opt_t opts[] = {{"--every", DUET_OPT_STR, &every},
-                               {"--open", DUET_OPT_FLAG, &open}};
+    const duet_opt_t opts[] = {{"--every", DUET_OPT_STR, &every}, {"--open", DUET_OPT_FLAG, &open}};
     int rc = duet_cli_parse(cli, argc, argv, opts, 2, pos, 1, &npos);
     if (rc != 0) {
         return rc;
@@ -497,8 +497,9 @@ static int cmd_start(duet_cli_t *cli, int argc, char **argv)
         rhythm = t->rhythm;
     } else if (strchr(pos[0], '/') == NULL && strchr(pos[0], '.') == NULL) {
         free(c);
-        return duet_cli_usage(cli, "no template '%s' (weekly, daily, or a .json/.toml file of "
-                                   "questions)",
+        return duet_cli_usage(cli,
+                              "no template '%s' (weekly, daily, or a .json/.toml file of "
+                              "questions)",
                               pos[0]);
     } else {
         if ((rc = load_custom(cli, pos[0], c)) != 0) {
@@ -536,11 +537,13 @@ static int cmd_start(duet_cli_t *cli, int argc, char **argv)
     if (err != DUET_OK) {
         free(c);
         if (err == DUET_ENOTPAIRED) {
-            return duet_cli_failf(cli, "checkin start", "this device is not paired yet (pair "
-                                                        "with your partner first: duet pair)");
+            return duet_cli_failf(cli, "checkin start",
+                                  "this device is not paired yet (pair "
+                                  "with your partner first: duet pair)");
         }
         return duet_cli_fail(cli, "checkin start", err);
     }
+    duet_control_kick(cli->home); /* a running daemon sends it now */
     char hex[33], rh[16];
     duet_item_id_hex(id, hex);
     duet_checkin_rhythm_format(&rhythm, rh);
@@ -617,12 +620,14 @@ static int ritual_op(duet_cli_t *cli, int argc, char **argv, bool accept)
         free(r);
         return duet_cli_fail(cli, what, err);
     }
+    duet_control_kick(cli->home);
     char hex[33], rh[16];
     duet_item_id_hex(id, hex);
     duet_checkin_rhythm_format(&r->rhythm, rh);
-    const char *event = accept ? "accepted" : was == DUET_RITUAL_ACTIVE ? "stopped"
-                                          : r->mine                      ? "withdrawn"
-                                                                         : "declined";
+    const char *event = accept                      ? "accepted"
+                        : was == DUET_RITUAL_ACTIVE ? "stopped"
+                        : r->mine                   ? "withdrawn"
+                                                    : "declined";
     if (cli->json) {
         duet_json_obj(&cli->j);
         duet_json_kstr(&cli->j, "event", event);
@@ -841,8 +846,8 @@ static bool tty_line(FILE *tty, char *buf, size_t cap)
 }
 
 /* Ask each question on the terminal. 1: sent is confirmed, 0: cancelled, -1: no terminal. */
-static int answers_from_tty(duet_cli_t *cli, const duet_checkin_ritual_t *r,
-                            const char *date, duet_checkin_answers_t *a)
+static int answers_from_tty(duet_cli_t *cli, const duet_checkin_ritual_t *r, const char *date,
+                            duet_checkin_answers_t *a)
 {
     FILE *tty = fopen("/dev/tty", "r+");
     char *line = malloc(DUET_CHECKIN_TEXT_MAX + 2);
@@ -902,8 +907,9 @@ static int answer_fail(duet_cli_t *cli, duet_err_t err)
         return duet_cli_failf(cli, "checkin answer",
                               "you have answered this one already (an answer cannot be changed)");
     case DUET_ESTATE:
-        return duet_cli_failf(cli, "checkin answer", "this check-in is not open for answers "
-                                                     "(stopped, or not due yet)");
+        return duet_cli_failf(cli, "checkin answer",
+                              "this check-in is not open for answers "
+                              "(stopped, or not due yet)");
     case DUET_EEMPTY:
         return duet_cli_failf(cli, "checkin answer", "nothing answered");
     default:
@@ -979,6 +985,7 @@ static int cmd_answer(duet_cli_t *cli, int argc, char **argv)
         rc = answer_fail(cli, err);
         goto cleanup;
     }
+    duet_control_kick(cli->home);
     if (cli->json) {
         duet_json_obj(&cli->j);
         duet_json_kstr(&cli->j, "event", "answered");
@@ -1020,8 +1027,8 @@ static void show_text_value(duet_cli_t *cli, const duet_checkin_value_t *v)
 }
 
 /* One instance, both sides (JSON record or text). */
-static void show_one(duet_cli_t *cli, const duet_checkin_ritual_t *r,
-                     const duet_checkin_view_t *v, const names_t *names)
+static void show_one(duet_cli_t *cli, const duet_checkin_ritual_t *r, const duet_checkin_view_t *v,
+                     const names_t *names)
 {
     char hex[33], rhex[33], date[DUET_CHECKIN_DATE_LEN + 1], at[32];
     duet_item_id_hex(v->inst.id, hex);
@@ -1060,16 +1067,16 @@ static void show_one(duet_cli_t *cli, const duet_checkin_ritual_t *r,
         duet_cli_emit(cli);
         return;
     }
-    const char *ptext = v->partner_state == DUET_CHECKIN_WAITING ? "has not answered yet"
-                        : v->partner_state == DUET_CHECKIN_REVEALED
-                            ? "answered"
+    const char *ptext = v->partner_state == DUET_CHECKIN_WAITING    ? "has not answered yet"
+                        : v->partner_state == DUET_CHECKIN_REVEALED ? "answered"
                         : v->mine_answered ? "answered; sealed until their key arrives"
                                            : "answered; sealed until you answer too";
     printf("%s%s check-in, %s%s  %s%.8s%s\n", duet_cli_bold(cli), r->spec.name, date,
            duet_cli_reset(cli), duet_cli_dim(cli), hex, duet_cli_reset(cli));
     printf("  %s: %s.  %s: %s.\n", names->me, v->mine_answered ? "answered" : "not answered yet",
            names->partner, ptext);
-    for (uint32_t i = 0; i < r->spec.nq && (v->mine_answered || v->partner_state == DUET_CHECKIN_REVEALED); i++) {
+    for (uint32_t i = 0;
+         i < r->spec.nq && (v->mine_answered || v->partner_state == DUET_CHECKIN_REVEALED); i++) {
         printf("\n  %s\n", r->spec.q[i].text);
         if (v->mine_answered) {
             printf("    %-10s ", names->me);
@@ -1102,8 +1109,9 @@ static int cmd_show(duet_cli_t *cli, int argc, char **argv)
     names_t names;
     duet_checkin_ritual_t *r = malloc(sizeof *r);
     memset(&v, 0, sizeof v);
-    duet_err_t err = r == NULL ? DUET_ENOMEM
-                               : duet_checkin_resolve_instance(st, pos[0], duet_cli_now_ms(), &inst);
+    duet_err_t err = r == NULL
+                         ? DUET_ENOMEM
+                         : duet_checkin_resolve_instance(st, pos[0], duet_cli_now_ms(), &inst);
     if (err == DUET_OK && (err = duet_checkin_get(st, inst.ritual, r)) == DUET_OK) {
         err = duet_checkin_show(st, &inst, &v);
     }
@@ -1191,8 +1199,8 @@ static duet_err_t scale_collect(const duet_checkin_ritual_t *r, const duet_check
 }
 
 /* The chart of every ritual's scale questions. */
-static int write_svg(duet_cli_t *cli, const char *file, const duet_checkin_ritual_t *rs,
-                     size_t nr, const duet_checkin_view_t *v, size_t n, const names_t *names)
+static int write_svg(duet_cli_t *cli, const char *file, const duet_checkin_ritual_t *rs, size_t nr,
+                     const duet_checkin_view_t *v, size_t n, const names_t *names)
 {
     scale_data_t *d = calloc(nr ? nr : 1, sizeof *d);
     duet_checkin_series_t *series = calloc(nr * DUET_CHECKIN_QUESTIONS_MAX + 1, sizeof *series);
@@ -1211,8 +1219,8 @@ static int write_svg(duet_cli_t *cli, const char *file, const duet_checkin_ritua
             snprintf(titles[ns], sizeof titles[ns], "%s \xc2\xb7 %s", rs[i].spec.name,
                      rs[i].spec.q[q].text);
             series[ns].title = titles[ns];
-            series[ns].n = d[i].n < DUET_CHECKIN_SVG_POINTS_MAX ? d[i].n
-                                                                 : DUET_CHECKIN_SVG_POINTS_MAX;
+            series[ns].n =
+                d[i].n < DUET_CHECKIN_SVG_POINTS_MAX ? d[i].n : DUET_CHECKIN_SVG_POINTS_MAX;
             size_t skip = d[i].n - series[ns].n; /* the newest points when there are many */
             series[ns].days = d[i].days + skip;
             series[ns].me = d[i].me[q] + skip;
@@ -1406,7 +1414,8 @@ int duet_cmd_checkin(duet_cli_t *cli, int argc, char **argv)
             return subs[i].fn(cli, argc - 1, argv + 1);
         }
     }
-    return duet_cli_usage(cli, "no such thing: '%s' (templates, start, accept, decline, list, "
-                               "due, answer, show, history)",
+    return duet_cli_usage(cli,
+                          "no such thing: '%s' (templates, start, accept, decline, list, "
+                          "due, answer, show, history)",
                           argv[0]);
 }

@@ -8,27 +8,29 @@
 #include "checkin.h"
 #include "cli.h"
 #include "commands.h"
+#include "control.h"
 #include "identity.h"
 #include "items.h"
 #include "partner.h"
 
 /* Run one write in a transaction. */
-#define IN_TX(st, err, expr)                                                                 \
-    do {                                                                                     \
-        if (((err) = duet_store_begin(st)) == DUET_OK) {                                     \
-            (err) = (expr);                                                                  \
-            (err) = (err) == DUET_OK ? duet_store_commit(st) : (err);                        \
-            if ((err) != DUET_OK) {                                                          \
-                duet_store_rollback(st);                                                     \
-            }                                                                                \
-        }                                                                                    \
+#define IN_TX(st, err, expr)                                                                       \
+    do {                                                                                           \
+        if (((err) = duet_store_begin(st)) == DUET_OK) {                                           \
+            (err) = (expr);                                                                        \
+            (err) = (err) == DUET_OK ? duet_store_commit(st) : (err);                              \
+            if ((err) != DUET_OK) {                                                                \
+                duet_store_rollback(st);                                                           \
+            }                                                                                      \
+        }                                                                                          \
     } while (0)
 
 static int fail_unpaired(duet_cli_t *cli, const char *what, duet_err_t err)
 {
     if (err == DUET_ENOTPAIRED) {
-        return duet_cli_failf(cli, what, "this device is not paired yet (pair with your partner "
-                                         "first: duet pair)");
+        return duet_cli_failf(cli, what,
+                              "this device is not paired yet (pair with your partner "
+                              "first: duet pair)");
     }
     return duet_cli_fail(cli, what, err);
 }
@@ -86,6 +88,7 @@ int duet_cmd_pause(duet_cli_t *cli, int argc, char **argv)
     if (err != DUET_OK) {
         return fail_unpaired(cli, "pause", err);
     }
+    duet_control_kick(cli->home); /* a running daemon sends it now */
     if (cli->json) {
         event_id(cli, "paused", "id", id);
         if (until != NULL) {
@@ -128,6 +131,7 @@ int duet_cmd_resume(duet_cli_t *cli, int argc, char **argv)
     if (err != DUET_OK) {
         return fail_unpaired(cli, "resume", err);
     }
+    duet_control_kick(cli->home);
     if (cli->json) {
         event_id(cli, "resumed", "id", id);
         duet_json_end(&cli->j);
@@ -194,7 +198,7 @@ static int agree_list(duet_cli_t *cli, duet_store_t *st)
         char hex[33];
         duet_item_id_hex(v[i].id, hex);
         const char *state = v[i].accepted_me && v[i].accepted_partner ? "agreed"
-                            : v[i].accepted_me ? "waiting for your partner"
+                            : v[i].accepted_me                        ? "waiting for your partner"
                                                : "waiting for you (duet agree accept)";
         printf("%s%.8s%s  v%llu  %s%-11s%s", duet_cli_dim(cli), hex, duet_cli_reset(cli),
                (unsigned long long)v[i].version,
@@ -235,9 +239,10 @@ int duet_cmd_agree(duet_cli_t *cli, int argc, char **argv)
         return rc;
     }
     if (npos != want) {
-        return duet_cli_usage(cli, "%s", want == 1 && strcmp(sub, "add") == 0 ? "what should it say?"
-                                         : want == 2 ? "which agreement, and its new text?"
-                                                     : "which agreement? (see: duet agree list)");
+        return duet_cli_usage(cli, "%s",
+                              want == 1 && strcmp(sub, "add") == 0 ? "what should it say?"
+                              : want == 2 ? "which agreement, and its new text?"
+                                          : "which agreement? (see: duet agree list)");
     }
     duet_store_t *st;
     if ((rc = duet_cli_open(cli, &st)) != 0) {
@@ -273,6 +278,7 @@ int duet_cmd_agree(duet_cli_t *cli, int argc, char **argv)
         free(a);
         return agree_fail(cli, what, strcmp(sub, "add") == 0 ? "" : pos[0], err);
     }
+    duet_control_kick(cli->home);
     const char *event = strcmp(sub, "add") == 0      ? "added"
                         : strcmp(sub, "accept") == 0 ? "accepted"
                                                      : "changed";
@@ -318,14 +324,18 @@ int duet_cmd_milestone(duet_cli_t *cli, int argc, char **argv)
     IN_TX(st, err, duet_checkin_milestone(st, pos[0], strlen(pos[0]), duet_cli_now_ms(), id));
     duet_store_close(st);
     switch (err) {
-    case DUET_OK: break;
-    case DUET_EEMPTY: return duet_cli_failf(cli, "milestone", "empty: what are you celebrating?");
+    case DUET_OK:
+        break;
+    case DUET_EEMPTY:
+        return duet_cli_failf(cli, "milestone", "empty: what are you celebrating?");
     case DUET_ETOOBIG:
         return duet_cli_failf(cli, "milestone", "at most %u bytes", DUET_CHECKIN_NOTE_MAX);
     case DUET_EUTF8:
         return duet_cli_failf(cli, "milestone", "text must be UTF-8 without control characters");
-    default: return duet_cli_fail(cli, "milestone", err);
+    default:
+        return duet_cli_fail(cli, "milestone", err);
     }
+    duet_control_kick(cli->home);
     if (cli->json) {
         event_id(cli, "queued", "id", id);
         duet_json_end(&cli->j);
@@ -458,8 +468,8 @@ void duet_cli_ritual_banner(duet_cli_t *cli, duet_store_t *st, char *partner, si
     }
     sodium_memzero(&pr, sizeof pr);
     if (cli->json ||
-        duet_checkin_pause_state(st, duet_cli_now_ms(), &paused, &mine, &p) != DUET_OK ||
-        !paused || mine) {
+        duet_checkin_pause_state(st, duet_cli_now_ms(), &paused, &mine, &p) != DUET_OK || !paused ||
+        mine) {
         return;
     }
     /* The partner asked to slow down: say so first, before anything else. */

@@ -20,12 +20,12 @@ static const char label_answer[] = "duet checkin answer v1";
 static const char label_commit[] = "duet checkin commit v1";
 #define LABEL_LEN(l) (sizeof(l) - 1u)
 
-#define ID DUET_CHECKIN_ID_BYTES
-#define KEYB DUET_CHECKIN_KEY_BYTES
-#define NONCEB DUET_CHECKIN_NONCE_BYTES
+#define ID      DUET_CHECKIN_ID_BYTES
+#define KEYB    DUET_CHECKIN_KEY_BYTES
+#define NONCEB  DUET_CHECKIN_NONCE_BYTES
 #define COMMITB DUET_CHECKIN_COMMIT_BYTES
-#define TAGB 16u
-#define CT_MAX (DUET_CHECKIN_PLAIN_MAX + TAGB)
+#define TAGB    16u
+#define CT_MAX  (DUET_CHECKIN_PLAIN_MAX + TAGB)
 
 /* Ritual operations and agreement operations (key 1 of their bodies). */
 enum { OP_PROPOSE = 1, OP_ACCEPT = 2, OP_DECLINE = 3 };
@@ -246,7 +246,7 @@ duet_err_t duet_checkin_spec_check(const duet_checkin_spec_t *spec)
 
 /* ---- rhythms -------------------------------------------------------------------------- */
 
-static const char *const day_names[7] = {"monday", "tuesday", "wednesday", "thursday",
+static const char *const day_names[7] = {"monday", "tuesday",  "wednesday", "thursday",
                                          "friday", "saturday", "sunday"};
 
 duet_err_t duet_checkin_rhythm_parse(const char *s, duet_checkin_rhythm_t *out)
@@ -409,8 +409,8 @@ uint64_t duet_checkin_day_start_ms(int64_t day)
     for (int i = 0; i < 96 && duet_checkin_local_day((uint64_t)t * 1000u) < day; i++) {
         t += 900;
     }
-    for (int i = 0; i < 96 && t >= 900 && duet_checkin_local_day((uint64_t)(t - 900) * 1000u) == day;
-         i++) {
+    for (int i = 0;
+         i < 96 && t >= 900 && duet_checkin_local_day((uint64_t)(t - 900) * 1000u) == day; i++) {
         t -= 900;
     }
     return (uint64_t)t * 1000u;
@@ -454,8 +454,7 @@ static duet_err_t get_spec(const msgpack_object *name, const msgpack_object *qs,
         if (q->type != MSGPACK_OBJECT_ARRAY || q->via.array.size != 3) {
             return DUET_EDECODE;
         }
-        if (duet_codec_get_str(&q->via.array.ptr[0], 1, DUET_CHECKIN_QID_MAX, &s, &n) !=
-            DUET_OK) {
+        if (duet_codec_get_str(&q->via.array.ptr[0], 1, DUET_CHECKIN_QID_MAX, &s, &n) != DUET_OK) {
             return DUET_EDECODE;
         }
         memcpy(spec->q[i].id, s, n);
@@ -481,8 +480,8 @@ static const duet_codec_limits_t ritual_limits = {.max_depth = 3,
                                                   .max_map = 8,
                                                   .max_objects = 128};
 
-static duet_err_t spec_seal(duet_store_t *st, const uint8_t id[ID],
-                            const duet_checkin_spec_t *spec, uint8_t **out, size_t *out_len)
+static duet_err_t spec_seal(duet_store_t *st, const uint8_t id[ID], const duet_checkin_spec_t *spec,
+                            uint8_t **out, size_t *out_len)
 {
     duet_codec_enc_t enc;
     uint8_t *plain, ad[32];
@@ -508,8 +507,8 @@ static duet_err_t spec_open(duet_store_t *st, const uint8_t id[ID], const uint8_
     uint8_t *plain, ad[32];
     size_t plen;
     duet_codec_msg_t msg;
-    duet_err_t err = duet_store_unseal(st, ad, seal_ad(ad, "ritual", id, -1), sealed, len,
-                                       &plain, &plen);
+    duet_err_t err =
+        duet_store_unseal(st, ad, seal_ad(ad, "ritual", id, -1), sealed, len, &plain, &plen);
     if (err != DUET_OK) {
         return err;
     }
@@ -638,8 +637,8 @@ duet_err_t duet_checkin_list(duet_store_t *st, duet_checkin_ritual_t **out, size
     size_t count = 0, cap = 0;
     *out = NULL;
     *n = 0;
-    duet_err_t err = duet_store_prepare(
-        st, "SELECT " RITUAL_COLS " FROM rituals ORDER BY hlc, id LIMIT ?1", &s);
+    duet_err_t err =
+        duet_store_prepare(st, "SELECT " RITUAL_COLS " FROM rituals ORDER BY hlc, id LIMIT ?1", &s);
     if (err != DUET_OK) {
         return err;
     }
@@ -702,8 +701,7 @@ duet_err_t duet_checkin_resolve_ritual(duet_store_t *st, const char *hex,
 }
 
 /* The RITUAL body of one operation. */
-static duet_err_t ritual_body(const duet_checkin_ritual_t *r, int op, uint8_t **out,
-                              size_t *len)
+static duet_err_t ritual_body(const duet_checkin_ritual_t *r, int op, uint8_t **out, size_t *len)
 {
     duet_codec_enc_t enc;
     char date[DUET_CHECKIN_DATE_LEN + 1];
@@ -1181,8 +1179,7 @@ duet_err_t duet_checkin_next_due(duet_store_t *st, uint64_t after_ms, const uint
          * than instances after it (an acceptance that arrived late); after it, due instants
          * grow with the date, so the first one past the cursor is the ritual's candidate.
          * The walk starts a day before after_ms's date, a margin for the zone. */
-        for (int64_t d = r->start_day, k = 0;
-             k < 64 && d <= r->start_day + DUET_CHECKIN_SPAN_DAYS;
+        for (int64_t d = r->start_day, k = 0; k < 64 && d <= r->start_day + DUET_CHECKIN_SPAN_DAYS;
              k++, d = duet_checkin_next_instance(r, d + 1 < from ? from : d + 1)) {
             uint8_t id[ID];
             uint64_t when = duet_checkin_due_ms(r, d);
@@ -1381,8 +1378,8 @@ static duet_err_t plain_decode(const duet_checkin_spec_t *spec, const uint8_t *b
             continue;
         }
         if (spec->q[i].type == DUET_CHECKIN_SCALE) {
-            if (duet_codec_get_uint(o, DUET_CHECKIN_SCALE_MIN, DUET_CHECKIN_SCALE_MAX,
-                                    &scale) != DUET_OK) {
+            if (duet_codec_get_uint(o, DUET_CHECKIN_SCALE_MIN, DUET_CHECKIN_SCALE_MAX, &scale) !=
+                DUET_OK) {
                 err = DUET_EDECODE;
             } else {
                 duet_checkin_answers_set_scale(a, i, (uint32_t)scale);
@@ -1433,9 +1430,9 @@ typedef struct sealed_answer {
     size_t len;
 } sealed_answer_t;
 
-#define SA_NONCE(sa) ((sa)->buf)
+#define SA_NONCE(sa)  ((sa)->buf)
 #define SA_COMMIT(sa) ((sa)->buf + NONCEB)
-#define SA_CT(sa) ((sa)->buf + NONCEB + COMMITB)
+#define SA_CT(sa)     ((sa)->buf + NONCEB + COMMITB)
 #define SA_CT_LEN(sa) ((sa)->len - NONCEB - COMMITB)
 
 /* Check a key against a sealed answer: the commitment first, then the AEAD opens it.
@@ -1520,8 +1517,9 @@ static duet_err_t row_load(duet_store_t *st, const uint8_t inst[ID], bool mine, 
     r->day = sqlite3_column_int64(s, 1);
     r->hlc = (uint64_t)sqlite3_column_int64(s, 2);
     r->key_sent = sqlite3_column_int(s, 5) != 0;
-    err = duet_store_unseal(st, ad, seal_ad(ad, "checkin answer", inst, mine), sqlite3_column_blob(s, 3),
-                            (size_t)sqlite3_column_bytes(s, 3), &r->sa.buf, &r->sa.len);
+    err = duet_store_unseal(st, ad, seal_ad(ad, "checkin answer", inst, mine),
+                            sqlite3_column_blob(s, 3), (size_t)sqlite3_column_bytes(s, 3),
+                            &r->sa.buf, &r->sa.len);
     if (err == DUET_OK && r->sa.len < NONCEB + COMMITB + TAGB + DUET_CHECKIN_PAD) {
         err = DUET_ECORRUPT;
     }
@@ -1529,8 +1527,8 @@ static duet_err_t row_load(duet_store_t *st, const uint8_t inst[ID], bool mine, 
         uint8_t *k;
         size_t klen;
         err = duet_store_unseal(st, ad, seal_ad(ad, "checkin key", inst, mine),
-                                sqlite3_column_blob(s, 4), (size_t)sqlite3_column_bytes(s, 4),
-                                &k, &klen);
+                                sqlite3_column_blob(s, 4), (size_t)sqlite3_column_bytes(s, 4), &k,
+                                &klen);
         if (err == DUET_OK) {
             if (klen == KEYB) {
                 memcpy(r->key, k, KEYB);
@@ -1548,9 +1546,8 @@ static duet_err_t row_load(duet_store_t *st, const uint8_t inst[ID], bool mine, 
     return err;
 }
 
-static duet_err_t seal_key(duet_store_t *st, const uint8_t inst[ID], int mine,
-                           const char *label, const uint8_t key[KEYB], uint8_t **out,
-                           size_t *len)
+static duet_err_t seal_key(duet_store_t *st, const uint8_t inst[ID], int mine, const char *label,
+                           const uint8_t key[KEYB], uint8_t **out, size_t *len)
 {
     uint8_t ad[40];
     return duet_store_seal(st, ad, seal_ad(ad, label, inst, mine), key, KEYB, out, len);
@@ -1678,8 +1675,8 @@ static duet_err_t answer_body(const duet_checkin_instance_t *inst, const sealed_
 }
 
 /* CHECKIN (inbox line) body: {1: instance, 2: ritual, 3: date, 4: ritual name}. */
-static duet_err_t line_body(const duet_checkin_instance_t *inst, const char *name,
-                            uint8_t **out, size_t *len)
+static duet_err_t line_body(const duet_checkin_instance_t *inst, const char *name, uint8_t **out,
+                            size_t *len)
 {
     duet_codec_enc_t enc;
     char date[DUET_CHECKIN_DATE_LEN + 1];
@@ -1787,8 +1784,7 @@ duet_err_t duet_checkin_answer(duet_store_t *st, const duet_checkin_instance_t *
         (err = row_insert(st, inst->id, true, &mine)) != DUET_OK) {
         goto cleanup;
     }
-    if ((err = answer_body(inst, &mine.sa, r->open ? mine.key : NULL, &body, &blen)) !=
-            DUET_OK ||
+    if ((err = answer_body(inst, &mine.sa, r->open ? mine.key : NULL, &body, &blen)) != DUET_OK ||
         (err = queue_body(st, DUET_KIND_ANSWER, body, blen, now_ms, NULL)) != DUET_OK) {
         goto cleanup;
     }
@@ -1860,8 +1856,8 @@ static duet_err_t show_with(duet_store_t *st, const duet_checkin_ritual_t *r,
         out->mine_hlc = mine.hlc;
         out->key_released = mine.key_sent;
         err = my_pk(st, pk);
-        if (err == DUET_OK && (!mine.has_key ||
-                               row_open(&mine, &r->spec, inst->id, pk, &out->mine) != DUET_OK)) {
+        if (err == DUET_OK &&
+            (!mine.has_key || row_open(&mine, &r->spec, inst->id, pk, &out->mine) != DUET_OK)) {
             err = DUET_ECORRUPT; /* my own answer always opens */
         }
     }
@@ -1948,8 +1944,8 @@ static const duet_codec_limits_t flat_limits = {.max_depth = 1,
                                                 .max_objects = 17};
 
 /* Which keys of fields[0..n) are present must be exactly `want` (bit k-1 for key k). */
-static bool keys_are(const msgpack_object *const *f, size_t n,
-                     const duet_codec_field_t *fields, uint32_t want)
+static bool keys_are(const msgpack_object *const *f, size_t n, const duet_codec_field_t *fields,
+                     uint32_t want)
 {
     uint32_t have = 0;
     for (size_t i = 0; i < n; i++) {
@@ -1964,7 +1960,7 @@ static duet_err_t recv_ritual(duet_store_t *st, uint64_t hlc, const uint8_t *bod
                               uint64_t now_ms)
 {
     static const duet_codec_field_t fields[] = {
-        {1, DUET_CODEC_UINT, true},  {2, DUET_CODEC_BIN, true},   {3, DUET_CODEC_STR, false},
+        {1, DUET_CODEC_UINT, true},   {2, DUET_CODEC_BIN, true},   {3, DUET_CODEC_STR, false},
         {4, DUET_CODEC_ARRAY, false}, {5, DUET_CODEC_UINT, false}, {6, DUET_CODEC_UINT, false},
         {7, DUET_CODEC_BOOL, false},  {8, DUET_CODEC_STR, false}};
     const msgpack_object *f[8];
@@ -1994,8 +1990,7 @@ static duet_err_t recv_ritual(duet_store_t *st, uint64_t hlc, const uint8_t *bod
             goto cleanup;
         }
         if (!keys_are(f, 8, fields, 0x7f) || get_spec(f[2], f[3], &r->spec) != DUET_OK ||
-            duet_codec_get_uint(f[4], DUET_CHECKIN_DAILY, DUET_CHECKIN_WEEKLY, &every) !=
-                DUET_OK ||
+            duet_codec_get_uint(f[4], DUET_CHECKIN_DAILY, DUET_CHECKIN_WEEKLY, &every) != DUET_OK ||
             duet_codec_get_uint(f[5], 0, every == DUET_CHECKIN_DAILY ? 0 : 7, &weekday) !=
                 DUET_OK ||
             duet_codec_get_bool(f[6], &open) != DUET_OK) {
@@ -2016,8 +2011,7 @@ static duet_err_t recv_ritual(duet_store_t *st, uint64_t hlc, const uint8_t *bod
         const char *date;
         size_t dl;
         int64_t start;
-        if (!keys_are(f, 8, fields, 0xa3) ||
-            duet_codec_get_uint(f[5], 0, 7, &weekday) != DUET_OK ||
+        if (!keys_are(f, 8, fields, 0xa3) || duet_codec_get_uint(f[5], 0, 7, &weekday) != DUET_OK ||
             duet_codec_get_str(f[7], DUET_CHECKIN_DATE_LEN, DUET_CHECKIN_DATE_LEN, &date, &dl) !=
                 DUET_OK ||
             duet_checkin_day_parse(date, dl, &start) != DUET_OK) {
@@ -2029,9 +2023,9 @@ static duet_err_t recv_ritual(duet_store_t *st, uint64_t hlc, const uint8_t *bod
             r->state != DUET_RITUAL_PROPOSED) {
             goto cleanup;
         }
-        if (r->rhythm.every == DUET_CHECKIN_DAILY ? weekday != 0
-                                                  : (weekday == 0 || (r->rhythm.weekday != 0 &&
-                                                                      weekday != r->rhythm.weekday))) {
+        if (r->rhythm.every == DUET_CHECKIN_DAILY
+                ? weekday != 0
+                : (weekday == 0 || (r->rhythm.weekday != 0 && weekday != r->rhythm.weekday))) {
             goto cleanup;
         }
         r->rhythm.weekday = (uint32_t)weekday;
@@ -2092,8 +2086,8 @@ static duet_err_t early_key_take(duet_store_t *st, const uint8_t inst[ID], bool 
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
         err = duet_store_unseal(st, ad, seal_ad(ad, "checkin early", inst, -1),
-                                sqlite3_column_blob(s, 0), (size_t)sqlite3_column_bytes(s, 0),
-                                &k, &klen);
+                                sqlite3_column_blob(s, 0), (size_t)sqlite3_column_bytes(s, 0), &k,
+                                &klen);
     } else if (rc != SQLITE_DONE) {
         err = duet_store_rc(st, rc);
     }
@@ -2167,7 +2161,8 @@ static duet_err_t recv_answer(duet_store_t *st, uint64_t hlc, const uint8_t *bod
     /* The instance must be the one its ritual and date name, of a ritual I know, on its
      * rhythm once started. Anything else is dropped. */
     duet_checkin_instance_id(inst.ritual, inst.day, derived);
-    if (sodium_memcmp(derived, inst.id, ID) != 0 || duet_checkin_get(st, inst.ritual, r) != DUET_OK ||
+    if (sodium_memcmp(derived, inst.id, ID) != 0 ||
+        duet_checkin_get(st, inst.ritual, r) != DUET_OK ||
         (r->started && !duet_checkin_is_instance(r, inst.day))) {
         goto cleanup;
     }
@@ -2266,8 +2261,7 @@ cleanup:
     return err;
 }
 
-static duet_err_t recv_agreement(duet_store_t *st, uint64_t hlc, const uint8_t *body,
-                                 size_t len);
+static duet_err_t recv_agreement(duet_store_t *st, uint64_t hlc, const uint8_t *body, size_t len);
 
 duet_err_t duet_checkin_receive(duet_store_t *st, uint32_t kind,
                                 const uint8_t id[static DUET_CHECKIN_ID_BYTES], uint64_t hlc,
@@ -2276,11 +2270,20 @@ duet_err_t duet_checkin_receive(duet_store_t *st, uint32_t kind,
     (void)id; /* bodies name what they are about; the item id only deduplicates */
     duet_err_t err;
     switch (kind) {
-    case DUET_KIND_RITUAL: err = recv_ritual(st, hlc, body, len, now_ms); break;
-    case DUET_KIND_ANSWER: err = recv_answer(st, hlc, body, len); break;
-    case DUET_KIND_REVEAL: err = recv_reveal(st, body, len); break;
-    case DUET_KIND_AGREEMENT: err = recv_agreement(st, hlc, body, len); break;
-    default: abort(); /* the caller dispatches only DUET_CHECKIN_KIND kinds */
+    case DUET_KIND_RITUAL:
+        err = recv_ritual(st, hlc, body, len, now_ms);
+        break;
+    case DUET_KIND_ANSWER:
+        err = recv_answer(st, hlc, body, len);
+        break;
+    case DUET_KIND_REVEAL:
+        err = recv_reveal(st, body, len);
+        break;
+    case DUET_KIND_AGREEMENT:
+        err = recv_agreement(st, hlc, body, len);
+        break;
+    default:
+        abort(); /* the caller dispatches only DUET_CHECKIN_KIND kinds */
     }
     if (err == DUET_OK) {
         err = duet_items_clock_recv(st, hlc, now_ms);
@@ -2383,8 +2386,7 @@ duet_err_t duet_checkin_line_decode(const uint8_t *body, size_t len, duet_checki
     if (duet_codec_map(&msg.root, fields, 4, f) != DUET_OK ||
         duet_codec_get_fixed(f[0], out->instance, ID) != DUET_OK ||
         duet_codec_get_fixed(f[1], out->ritual, ID) != DUET_OK ||
-        duet_codec_get_str(f[2], DUET_CHECKIN_DATE_LEN, DUET_CHECKIN_DATE_LEN, &s, &n) !=
-            DUET_OK ||
+        duet_codec_get_str(f[2], DUET_CHECKIN_DATE_LEN, DUET_CHECKIN_DATE_LEN, &s, &n) != DUET_OK ||
         duet_checkin_day_parse(s, n, &out->day) != DUET_OK ||
         duet_codec_get_str(f[3], 1, DUET_CHECKIN_NAME_MAX, &name, &nl) != DUET_OK) {
         err = DUET_EDECODE;
@@ -2399,8 +2401,8 @@ duet_err_t duet_checkin_line_decode(const uint8_t *body, size_t len, duet_checki
     return err;
 }
 
-static duet_err_t queue_enc(duet_store_t *st, uint32_t kind, duet_codec_enc_t *enc,
-                                uint64_t now_ms, uint8_t *id_out)
+static duet_err_t queue_enc(duet_store_t *st, uint32_t kind, duet_codec_enc_t *enc, uint64_t now_ms,
+                            uint8_t *id_out)
 {
     uint8_t *body;
     size_t len;
@@ -2440,8 +2442,7 @@ duet_err_t duet_checkin_pause(duet_store_t *st, const duet_checkin_pause_t *p, u
     return queue_enc(st, DUET_KIND_PAUSE, &enc, now_ms, id_out);
 }
 
-duet_err_t duet_checkin_resume(duet_store_t *st, const char *note, uint64_t now_ms,
-                               uint8_t *id_out)
+duet_err_t duet_checkin_resume(duet_store_t *st, const char *note, uint64_t now_ms, uint8_t *id_out)
 {
     duet_codec_enc_t enc;
     size_t nl = note != NULL ? strnlen(note, DUET_CHECKIN_NOTE_MAX + 1) : 0;
@@ -2499,8 +2500,8 @@ duet_err_t duet_checkin_pause_decode(const uint8_t *body, size_t len, duet_check
     return err;
 }
 
-duet_err_t duet_checkin_pause_state(duet_store_t *st, uint64_t now_ms, bool *paused,
-                                    bool *mine, duet_checkin_pause_t *p)
+duet_err_t duet_checkin_pause_state(duet_store_t *st, uint64_t now_ms, bool *paused, bool *mine,
+                                    duet_checkin_pause_t *p)
 {
     sqlite3_stmt *s;
     uint8_t id[ID];
@@ -2539,8 +2540,8 @@ duet_err_t duet_checkin_pause_state(duet_store_t *st, uint64_t now_ms, bool *pau
     return DUET_OK;
 }
 
-duet_err_t duet_checkin_milestone(duet_store_t *st, const char *text, size_t len,
-                                  uint64_t now_ms, uint8_t *id_out)
+duet_err_t duet_checkin_milestone(duet_store_t *st, const char *text, size_t len, uint64_t now_ms,
+                                  uint8_t *id_out)
 {
     duet_codec_enc_t enc;
     if (id_out != NULL) {
@@ -2584,16 +2585,15 @@ duet_err_t duet_checkin_milestone_decode(const uint8_t *body, size_t len, const 
     return err;
 }
 
-duet_err_t duet_checkin_milestones(duet_store_t *st, duet_checkin_milestone_rec_t **out,
-                                   size_t *n)
+duet_err_t duet_checkin_milestones(duet_store_t *st, duet_checkin_milestone_rec_t **out, size_t *n)
 {
     sqlite3_stmt *s;
     uint8_t(*ids)[ID] = NULL;
     size_t count = 0, cap = 0;
     *out = NULL;
     *n = 0;
-    duet_err_t err = duet_store_prepare(
-        st, "SELECT id FROM items WHERE kind = 6 ORDER BY hlc, id LIMIT ?1", &s);
+    duet_err_t err =
+        duet_store_prepare(st, "SELECT id FROM items WHERE kind = 6 ORDER BY hlc, id LIMIT ?1", &s);
     if (err != DUET_OK) {
         return err;
     }
@@ -2673,9 +2673,9 @@ static duet_err_t agree_from_row(duet_store_t *st, sqlite3_stmt *s, duet_checkin
                      sodium_memcmp(sqlite3_column_blob(s, 6), a->rev, ID) == 0;
     a->accepted_partner = sqlite3_column_bytes(s, 7) == (int)ID &&
                           sodium_memcmp(sqlite3_column_blob(s, 7), a->rev, ID) == 0;
-    duet_err_t err = duet_store_unseal(st, ad, seal_ad(ad, "agreement", a->id, -1),
-                                       sqlite3_column_blob(s, 3),
-                                       (size_t)sqlite3_column_bytes(s, 3), &text, &tl);
+    duet_err_t err =
+        duet_store_unseal(st, ad, seal_ad(ad, "agreement", a->id, -1), sqlite3_column_blob(s, 3),
+                          (size_t)sqlite3_column_bytes(s, 3), &text, &tl);
     if (err != DUET_OK) {
         return err;
     }
@@ -2852,9 +2852,8 @@ static duet_err_t agree_text_check(const char *text, size_t len)
 }
 
 /* Write a new version of a (its author accepts it) and send it. */
-static duet_err_t agree_set_mine(duet_store_t *st, duet_checkin_agreement_t *a,
-                                 const char *text, size_t len, const uint8_t *acc_partner,
-                                 uint64_t now_ms)
+static duet_err_t agree_set_mine(duet_store_t *st, duet_checkin_agreement_t *a, const char *text,
+                                 size_t len, const uint8_t *acc_partner, uint64_t now_ms)
 {
     duet_rng_t rng = duet_store_rng(st);
     duet_rng_fill(&rng, a->rev, ID);
@@ -2868,8 +2867,8 @@ static duet_err_t agree_set_mine(duet_store_t *st, duet_checkin_agreement_t *a,
     return err;
 }
 
-duet_err_t duet_checkin_agree_add(duet_store_t *st, const char *text, size_t len,
-                                  uint64_t now_ms, uint8_t id_out[static DUET_CHECKIN_ID_BYTES])
+duet_err_t duet_checkin_agree_add(duet_store_t *st, const char *text, size_t len, uint64_t now_ms,
+                                  uint8_t id_out[static DUET_CHECKIN_ID_BYTES])
 {
     memset(id_out, 0, ID);
     duet_err_t err = agree_text_check(text, len);
@@ -2968,11 +2967,10 @@ static duet_err_t recv_agreement(duet_store_t *st, uint64_t hlc, const uint8_t *
         duet_codec_get_uint(f[0], AG_SET, AG_ACCEPT, &op) != DUET_OK ||
         duet_codec_get_fixed(f[1], in->id, ID) != DUET_OK ||
         duet_codec_get_uint(f[2], 1, (uint64_t)INT64_MAX, &version) != DUET_OK ||
-        duet_codec_get_fixed(f[3], in->rev, ID) != DUET_OK ||
-        (op == AG_SET) != (f[4] != NULL) ||
-        (f[4] != NULL && (duet_codec_get_str(f[4], 1, DUET_CHECKIN_AGREE_MAX, &text, &tl) !=
-                              DUET_OK ||
-                          !text_ok(text, tl, true)))) {
+        duet_codec_get_fixed(f[3], in->rev, ID) != DUET_OK || (op == AG_SET) != (f[4] != NULL) ||
+        (f[4] != NULL &&
+         (duet_codec_get_str(f[4], 1, DUET_CHECKIN_AGREE_MAX, &text, &tl) != DUET_OK ||
+          !text_ok(text, tl, true)))) {
         err = DUET_EDECODE;
         goto cleanup;
     }
@@ -2992,8 +2990,8 @@ static duet_err_t recv_agreement(duet_store_t *st, uint64_t hlc, const uint8_t *
     }
     /* A new version wins over the current one when it is later: by version, then (two
      * changes of the same version at once) by revision id, the same choice on both sides. */
-    if (known && (version < cur->version ||
-                  (version == cur->version && id_order(in->rev, cur->rev) <= 0))) {
+    if (known &&
+        (version < cur->version || (version == cur->version && id_order(in->rev, cur->rev) <= 0))) {
         goto cleanup;
     }
     memcpy(in->text, text, tl);
@@ -3061,11 +3059,21 @@ static void out_text(svgbuf_t *b, const char *s)
     for (; s != NULL && *s != 0; s++) {
         unsigned char c = (unsigned char)*s;
         switch (c) {
-        case '&': out(b, "&amp;"); break;
-        case '<': out(b, "&lt;"); break;
-        case '>': out(b, "&gt;"); break;
-        case '"': out(b, "&quot;"); break;
-        case '\'': out(b, "&#39;"); break;
+        case '&':
+            out(b, "&amp;");
+            break;
+        case '<':
+            out(b, "&lt;");
+            break;
+        case '>':
+            out(b, "&gt;");
+            break;
+        case '"':
+            out(b, "&quot;");
+            break;
+        case '\'':
+            out(b, "&#39;");
+            break;
         default:
             if (c >= 0x20 && c != 0x7f) {
                 out(b, "%c", (char)c);
@@ -3074,16 +3082,16 @@ static void out_text(svgbuf_t *b, const char *s)
     }
 }
 
-#define SVG_W 760
-#define SVG_LEFT 56
-#define SVG_RIGHT 28
-#define SVG_TOP 76           /* the heading and the legend */
-#define SVG_PANEL 236        /* one series: title, plot, dates */
-#define SVG_PLOT_TOP 34      /* within a panel */
-#define SVG_PLOT_H 152
-#define SVG_ME "#2f6fb0"     /* blue and orange stay apart for colour-blind eyes, */
-#define SVG_PARTNER "#d9782d" /* and the partner's line is dashed as well */
-#define SVG_FONT "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif"
+#define SVG_W        760
+#define SVG_LEFT     56
+#define SVG_RIGHT    28
+#define SVG_TOP      76  /* the heading and the legend */
+#define SVG_PANEL    236 /* one series: title, plot, dates */
+#define SVG_PLOT_TOP 34  /* within a panel */
+#define SVG_PLOT_H   152
+#define SVG_ME       "#2f6fb0" /* blue and orange stay apart for colour-blind eyes, */
+#define SVG_PARTNER  "#d9782d" /* and the partner's line is dashed as well */
+#define SVG_FONT     "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif"
 
 static double px_x(const duet_checkin_series_t *s, size_t i)
 {
@@ -3091,8 +3099,8 @@ static double px_x(const duet_checkin_series_t *s, size_t i)
     if (s->n < 2 || s->days[s->n - 1] == s->days[0]) {
         return SVG_LEFT + w / 2;
     }
-    return SVG_LEFT + w * (double)(s->days[i] - s->days[0]) /
-                          (double)(s->days[s->n - 1] - s->days[0]);
+    return SVG_LEFT +
+           w * (double)(s->days[i] - s->days[0]) / (double)(s->days[s->n - 1] - s->days[0]);
 }
 
 static double px_y(double top, unsigned v)
@@ -3101,8 +3109,8 @@ static double px_y(double top, unsigned v)
 }
 
 /* One partner's line: a polyline per run of answered points, a dot on each. */
-static void svg_line(svgbuf_t *b, const duet_checkin_series_t *s, const uint8_t *vals,
-                     double top, const char *colour, bool dashed, const char *who)
+static void svg_line(svgbuf_t *b, const duet_checkin_series_t *s, const uint8_t *vals, double top,
+                     const char *colour, bool dashed, const char *who)
 {
     size_t i = 0;
     while (i < s->n) {
@@ -3115,8 +3123,9 @@ static void svg_line(svgbuf_t *b, const duet_checkin_series_t *s, const uint8_t 
             j++;
         }
         if (j - i > 1) {
-            out(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2.5\" "
-                   "stroke-linejoin=\"round\" stroke-linecap=\"round\"%s points=\"",
+            out(b,
+                "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2.5\" "
+                "stroke-linejoin=\"round\" stroke-linecap=\"round\"%s points=\"",
                 colour, dashed ? " stroke-dasharray=\"7 5\"" : "");
             for (size_t k = i; k < j; k++) {
                 out(b, "%s%.1f,%.1f", k > i ? " " : "", px_x(s, k), px_y(top, vals[k]));
@@ -3129,8 +3138,9 @@ static void svg_line(svgbuf_t *b, const duet_checkin_series_t *s, const uint8_t 
         if (vals[i] != 0) {
             char date[DUET_CHECKIN_DATE_LEN + 1];
             duet_checkin_day_format(s->days[i], date);
-            out(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\" stroke=\"#ffffff\" "
-                   "stroke-width=\"1.5\"><title>",
+            out(b,
+                "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\" stroke=\"#ffffff\" "
+                "stroke-width=\"1.5\"><title>",
                 px_x(s, i), px_y(top, vals[i]), colour);
             out_text(b, who);
             out(b, ", %s: %u</title></circle>\n", date, (unsigned)vals[i]);
@@ -3153,8 +3163,10 @@ static void svg_dates(svgbuf_t *b, const duet_checkin_series_t *s, double y)
         }
         char date[DUET_CHECKIN_DATE_LEN + 1];
         duet_checkin_day_format(s->days[i], date);
-        const char *anchor = s->n == 1 ? "middle" : i == 0 ? "start" : i == s->n - 1 ? "end"
-                                                                                       : "middle";
+        const char *anchor = s->n == 1       ? "middle"
+                             : i == 0        ? "start"
+                             : i == s->n - 1 ? "end"
+                                             : "middle";
         out(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#9aa3ad\"/>\n", x,
             y - 16, x, y - 11);
         out(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\" class=\"tick\">%s</text>\n", x, y,
@@ -3210,34 +3222,38 @@ duet_err_t duet_checkin_svg(const duet_checkin_chart_t *c, char **result, size_t
         panels += c->series[i].n > 0;
     }
     int height = SVG_TOP + (panels > 0 ? (int)panels * SVG_PANEL : 70) + 8;
-    out(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-            "viewBox=\"0 0 %d %d\" role=\"img\">\n",
+    out(&b,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+        "viewBox=\"0 0 %d %d\" role=\"img\">\n",
         SVG_W, height, SVG_W, height);
     out(&b, "<title>");
     out_text(&b, c->title ? c->title : "check-ins");
-    out(&b, "</title>\n<style>text{font-family:%s;fill:#2b3138}"
-            ".h{font-size:19px;font-weight:600}.q{font-size:14px;font-weight:600}"
-            ".tick{font-size:11px;fill:#6b7580}.lg{font-size:13px}</style>\n",
+    out(&b,
+        "</title>\n<style>text{font-family:%s;fill:#2b3138}"
+        ".h{font-size:19px;font-weight:600}.q{font-size:14px;font-weight:600}"
+        ".tick{font-size:11px;fill:#6b7580}.lg{font-size:13px}</style>\n",
         SVG_FONT);
     out(&b, "<rect width=\"100%%\" height=\"100%%\" fill=\"#ffffff\"/>\n");
     out(&b, "<text x=\"%d\" y=\"34\" class=\"h\">", SVG_LEFT);
     out_text(&b, c->title ? c->title : "check-ins");
     out(&b, "</text>\n");
     /* The legend: a line sample and a name per partner. */
-    out(&b, "<g class=\"lg\">\n<line x1=\"%d\" y1=\"56\" x2=\"%d\" y2=\"56\" stroke=\"%s\" "
-            "stroke-width=\"2.5\"/>\n<text x=\"%d\" y=\"60\" class=\"lg\">",
+    out(&b,
+        "<g class=\"lg\">\n<line x1=\"%d\" y1=\"56\" x2=\"%d\" y2=\"56\" stroke=\"%s\" "
+        "stroke-width=\"2.5\"/>\n<text x=\"%d\" y=\"60\" class=\"lg\">",
         SVG_LEFT, SVG_LEFT + 26, SVG_ME, SVG_LEFT + 34);
     out_text(&b, c->me_name ? c->me_name : "me");
-    out(&b, "</text>\n<line x1=\"%d\" y1=\"56\" x2=\"%d\" y2=\"56\" stroke=\"%s\" "
-            "stroke-width=\"2.5\" stroke-dasharray=\"7 5\"/>\n<text x=\"%d\" y=\"60\" "
-            "class=\"lg\">",
+    out(&b,
+        "</text>\n<line x1=\"%d\" y1=\"56\" x2=\"%d\" y2=\"56\" stroke=\"%s\" "
+        "stroke-width=\"2.5\" stroke-dasharray=\"7 5\"/>\n<text x=\"%d\" y=\"60\" "
+        "class=\"lg\">",
         SVG_LEFT + 190, SVG_LEFT + 216, SVG_PARTNER, SVG_LEFT + 224);
     out_text(&b, c->partner_name ? c->partner_name : "partner");
     out(&b, "</text>\n</g>\n");
     if (panels == 0) {
-        out(&b, "<text x=\"%d\" y=\"%d\" class=\"q\">No answers on a scale yet.</text>\n",
-            SVG_LEFT, SVG_TOP + 40);
+        out(&b, "<text x=\"%d\" y=\"%d\" class=\"q\">No answers on a scale yet.</text>\n", SVG_LEFT,
+            SVG_TOP + 40);
     }
     double y0 = SVG_TOP;
     for (size_t i = 0; i < c->nseries && panels > 0; i++) {

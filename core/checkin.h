@@ -52,28 +52,28 @@
 #include "items.h"
 #include "store.h"
 
-#define DUET_CHECKIN_ID_BYTES 16u
-#define DUET_CHECKIN_QUESTIONS_MAX 16u  /* questions in a ritual */
-#define DUET_CHECKIN_QID_MAX 32u        /* bytes in a question id: [a-z0-9_-] */
-#define DUET_CHECKIN_QTEXT_MAX 300u     /* bytes of UTF-8 in a question */
-#define DUET_CHECKIN_NAME_MAX 32u       /* bytes of UTF-8 in a ritual's name */
-#define DUET_CHECKIN_TEXT_MAX 4096u     /* bytes of UTF-8 in one text answer */
-#define DUET_CHECKIN_SCALE_MIN 1u
-#define DUET_CHECKIN_SCALE_MAX 5u
-#define DUET_CHECKIN_PAD 256u           /* sealed answers are padded to a multiple of this */
-#define DUET_CHECKIN_PLAIN_MAX 66560u   /* padded answer plaintext, at most */
-#define DUET_CHECKIN_KEY_BYTES 32u
-#define DUET_CHECKIN_NONCE_BYTES 24u
-#define DUET_CHECKIN_COMMIT_BYTES 32u
-#define DUET_CHECKIN_DATE_LEN 10u       /* "YYYY-MM-DD" */
-#define DUET_CHECKIN_DUE_MAX 31u        /* unanswered instances listed per ritual, newest */
-#define DUET_CHECKIN_SPAN_DAYS 36600    /* instances exist up to ~100 years after the start */
-#define DUET_CHECKIN_DAY_MIN 0          /* 1970-01-01: dates duet reads are in [MIN, MAX] */
-#define DUET_CHECKIN_DAY_MAX 2896007    /* 9898-12-31, so MAX + SPAN still has 4 digits */
-#define DUET_CHECKIN_LIST_MAX 1000u     /* rituals or agreements listed */
-#define DUET_CHECKIN_AGREE_MAX 2000u    /* bytes of UTF-8 in an agreement */
-#define DUET_CHECKIN_NOTE_MAX 1000u     /* bytes in a pause note or a milestone */
-#define DUET_CHECKIN_SVG_MAX (4u << 20) /* the chart, at most */
+#define DUET_CHECKIN_ID_BYTES       16u
+#define DUET_CHECKIN_QUESTIONS_MAX  16u   /* questions in a ritual */
+#define DUET_CHECKIN_QID_MAX        32u   /* bytes in a question id: [a-z0-9_-] */
+#define DUET_CHECKIN_QTEXT_MAX      300u  /* bytes of UTF-8 in a question */
+#define DUET_CHECKIN_NAME_MAX       32u   /* bytes of UTF-8 in a ritual's name */
+#define DUET_CHECKIN_TEXT_MAX       4096u /* bytes of UTF-8 in one text answer */
+#define DUET_CHECKIN_SCALE_MIN      1u
+#define DUET_CHECKIN_SCALE_MAX      5u
+#define DUET_CHECKIN_PAD            256u   /* sealed answers are padded to a multiple of this */
+#define DUET_CHECKIN_PLAIN_MAX      66560u /* padded answer plaintext, at most */
+#define DUET_CHECKIN_KEY_BYTES      32u
+#define DUET_CHECKIN_NONCE_BYTES    24u
+#define DUET_CHECKIN_COMMIT_BYTES   32u
+#define DUET_CHECKIN_DATE_LEN       10u     /* "YYYY-MM-DD" */
+#define DUET_CHECKIN_DUE_MAX        31u     /* unanswered instances listed per ritual, newest */
+#define DUET_CHECKIN_SPAN_DAYS      36600   /* instances exist up to ~100 years after the start */
+#define DUET_CHECKIN_DAY_MIN        0       /* 1970-01-01: dates duet reads are in [MIN, MAX] */
+#define DUET_CHECKIN_DAY_MAX        2896007 /* 9898-12-31, so MAX + SPAN still has 4 digits */
+#define DUET_CHECKIN_LIST_MAX       1000u   /* rituals or agreements listed */
+#define DUET_CHECKIN_AGREE_MAX      2000u   /* bytes of UTF-8 in an agreement */
+#define DUET_CHECKIN_NOTE_MAX       1000u   /* bytes in a pause note or a milestone */
+#define DUET_CHECKIN_SVG_MAX        (4u << 20) /* the chart, at most */
 #define DUET_CHECKIN_SVG_SERIES_MAX 64u
 #define DUET_CHECKIN_SVG_POINTS_MAX 4000u
 
@@ -266,19 +266,19 @@ duet_err_t duet_checkin_answer(duet_store_t *st, const duet_checkin_instance_t *
                                const duet_checkin_answers_t *a, uint64_t now_ms) DUET_MUST_CHECK;
 
 typedef enum {
-    DUET_CHECKIN_WAITING = 0,  /* the partner has not answered (nothing here) */
-    DUET_CHECKIN_SEALED = 1,   /* their sealed answer is here, unreadable */
-    DUET_CHECKIN_REVEALED = 2  /* readable: both answered and their key came (or open) */
+    DUET_CHECKIN_WAITING = 0, /* the partner has not answered (nothing here) */
+    DUET_CHECKIN_SEALED = 1,  /* their sealed answer is here, unreadable */
+    DUET_CHECKIN_REVEALED = 2 /* readable: both answered and their key came (or open) */
 } duet_checkin_pstate_t;
 
 typedef struct duet_checkin_view {
     duet_checkin_instance_t inst;
     bool mine_answered;
     uint64_t mine_hlc;
-    bool key_released;     /* my key has gone to the partner (or travelled with my answer) */
+    bool key_released; /* my key has gone to the partner (or travelled with my answer) */
     duet_checkin_answers_t mine;
-    uint32_t partner_state; /* duet_checkin_pstate_t */
-    uint64_t partner_hlc;   /* when they answered (0 if waiting) */
+    uint32_t partner_state;         /* duet_checkin_pstate_t */
+    uint64_t partner_hlc;           /* when they answered (0 if waiting) */
     duet_checkin_answers_t partner; /* only when revealed */
 } duet_checkin_view_t;
 
@@ -297,8 +297,8 @@ duet_err_t duet_checkin_history(duet_store_t *st, const uint8_t *ritual, uint64_
 /* ---- receiving ------------------------------------------------------------------------ */
 
 /* The travelling kinds this module receives. */
-#define DUET_CHECKIN_KIND(k)                                                                 \
-    ((k) == DUET_KIND_RITUAL || (k) == DUET_KIND_ANSWER || (k) == DUET_KIND_REVEAL ||        \
+#define DUET_CHECKIN_KIND(k)                                                                       \
+    ((k) == DUET_KIND_RITUAL || (k) == DUET_KIND_ANSWER || (k) == DUET_KIND_REVEAL ||              \
      (k) == DUET_KIND_AGREEMENT)
 
 /*
@@ -330,7 +330,7 @@ duet_err_t duet_checkin_line_decode(const uint8_t *body, size_t len,
 
 typedef struct duet_checkin_pause {
     bool has_until;
-    int64_t until_day;                   /* the last local date of the pause */
+    int64_t until_day;                    /* the last local date of the pause */
     char note[DUET_CHECKIN_NOTE_MAX + 1]; /* "" if none */
 } duet_checkin_pause_t;
 
@@ -345,13 +345,13 @@ duet_err_t duet_checkin_pause_decode(const uint8_t *body, size_t len,
 
 /* The pause in force at now_ms: the latest PAUSE or RESUME of either side, when it is a
  * PAUSE whose date has not passed. *paused false otherwise. */
-duet_err_t duet_checkin_pause_state(duet_store_t *st, uint64_t now_ms, bool *paused,
-                                    bool *mine, duet_checkin_pause_t *p) DUET_MUST_CHECK;
+duet_err_t duet_checkin_pause_state(duet_store_t *st, uint64_t now_ms, bool *paused, bool *mine,
+                                    duet_checkin_pause_t *p) DUET_MUST_CHECK;
 
 /* A milestone: {1: text}, 1..NOTE_MAX bytes of UTF-8. Works unpaired (sent when paired).
  * decode points *text into body. */
-duet_err_t duet_checkin_milestone(duet_store_t *st, const char *text, size_t len,
-                                  uint64_t now_ms, uint8_t *id_out) DUET_MUST_CHECK;
+duet_err_t duet_checkin_milestone(duet_store_t *st, const char *text, size_t len, uint64_t now_ms,
+                                  uint8_t *id_out) DUET_MUST_CHECK;
 duet_err_t duet_checkin_milestone_decode(const uint8_t *body, size_t len, const char **text,
                                          size_t *tlen) DUET_MUST_CHECK;
 
@@ -378,19 +378,17 @@ typedef struct duet_checkin_agreement {
     uint8_t id[DUET_CHECKIN_ID_BYTES];
     uint64_t version;
     uint8_t rev[DUET_CHECKIN_ID_BYTES];
-    bool mine;               /* I wrote the current version */
+    bool mine; /* I wrote the current version */
     bool accepted_me, accepted_partner;
-    uint64_t hlc;            /* first written */
+    uint64_t hlc; /* first written */
     char text[DUET_CHECKIN_AGREE_MAX + 1];
 } duet_checkin_agreement_t;
 
-duet_err_t duet_checkin_agree_add(duet_store_t *st, const char *text, size_t len,
-                                  uint64_t now_ms,
+duet_err_t duet_checkin_agree_add(duet_store_t *st, const char *text, size_t len, uint64_t now_ms,
                                   uint8_t id_out[static DUET_CHECKIN_ID_BYTES]) DUET_MUST_CHECK;
 duet_err_t duet_checkin_agree_change(duet_store_t *st,
                                      const uint8_t id[static DUET_CHECKIN_ID_BYTES],
-                                     const char *text, size_t len,
-                                     uint64_t now_ms) DUET_MUST_CHECK;
+                                     const char *text, size_t len, uint64_t now_ms) DUET_MUST_CHECK;
 /* Accept the current version. DUET_EEXIST if I already have. */
 duet_err_t duet_checkin_agree_accept(duet_store_t *st,
                                      const uint8_t id[static DUET_CHECKIN_ID_BYTES],
@@ -401,8 +399,7 @@ duet_err_t duet_checkin_agree_get(duet_store_t *st, const uint8_t id[static DUET
 duet_err_t duet_checkin_agree_list(duet_store_t *st, duet_checkin_agreement_t **out,
                                    size_t *n) DUET_MUST_CHECK;
 duet_err_t duet_checkin_resolve_agreement(duet_store_t *st, const char *hex,
-                                          uint8_t id[static DUET_CHECKIN_ID_BYTES])
-    DUET_MUST_CHECK;
+                                          uint8_t id[static DUET_CHECKIN_ID_BYTES]) DUET_MUST_CHECK;
 
 /* ---- the chart ------------------------------------------------------------------------ */
 
@@ -428,7 +425,6 @@ typedef struct duet_checkin_chart {
  * a 1–5 axis, dates along the bottom, a legend. Text is XML-escaped. A chart without
  * points says so. DUET_ETOOBIG beyond the SVG limits, DUET_EINVAL for a value above 5.
  */
-duet_err_t duet_checkin_svg(const duet_checkin_chart_t *c, char **out,
-                            size_t *len) DUET_MUST_CHECK;
+duet_err_t duet_checkin_svg(const duet_checkin_chart_t *c, char **out, size_t *len) DUET_MUST_CHECK;
 
 #endif /* DUET_CHECKIN_H */

@@ -371,8 +371,8 @@ static void receive_plaintext(const uint8_t *plain, size_t len)
     duet_codec_put_key(&e, 7);
     duet_codec_put_bin(&e, key, 32);
     if (duet_codec_enc_finish(&e, &body, &blen) == DUET_OK) {
-        duet_err_t r = duet_checkin_receive(fx->a, DUET_KIND_ANSWER, fx->inst.id, 1, body, blen,
-                                            fx->now);
+        duet_err_t r =
+            duet_checkin_receive(fx->a, DUET_KIND_ANSWER, fx->inst.id, 1, body, blen, fx->now);
         (void)r;
     }
     duet_codec_enc_dispose(&e);

@@ -38,8 +38,8 @@
 #include "testrng.h"
 #include "testutil.h"
 
-#define ID DUET_CHECKIN_ID_BYTES
-#define HOUR 3600000ull
+#define ID     DUET_CHECKIN_ID_BYTES
+#define HOUR   3600000ull
 #define DAY_MS 86400000ull
 
 #define OK(x) assert_int_equal((x), DUET_OK)
@@ -178,16 +178,16 @@ static void sync_all(fx_t *f)
 }
 
 /* Run a write as a command would: one transaction. */
-#define TX(st, expr)                                                                         \
-    do {                                                                                     \
-        OK(duet_store_begin(st));                                                            \
-        duet_err_t e_ = (expr);                                                              \
-        if (e_ == DUET_OK) {                                                                 \
-            OK(duet_store_commit(st));                                                       \
-        } else {                                                                             \
-            duet_store_rollback(st);                                                         \
-        }                                                                                    \
-        assert_int_equal(e_, DUET_OK);                                                       \
+#define TX(st, expr)                                                                               \
+    do {                                                                                           \
+        OK(duet_store_begin(st));                                                                  \
+        duet_err_t e_ = (expr);                                                                    \
+        if (e_ == DUET_OK) {                                                                       \
+            OK(duet_store_commit(st));                                                             \
+        } else {                                                                                   \
+            duet_store_rollback(st);                                                               \
+        }                                                                                          \
+        assert_int_equal(e_, DUET_OK);                                                             \
     } while (0)
 
 static duet_err_t tx_err(duet_store_t *st, duet_err_t e)
@@ -407,9 +407,9 @@ static void test_full_flow(void **state)
         duet_test_path(h, sizeof h, f->dir, "alone");
         duet_store_t *alone = duet_test_home(h, "alone", duet_testrng_init(&r, 9));
         OK(duet_store_begin(alone));
-        assert_int_equal(tx_err(alone, duet_checkin_propose(alone, &t->spec, t->rhythm, false,
-                                                            f->now, ritual)),
-                         DUET_ENOTPAIRED);
+        assert_int_equal(
+            tx_err(alone, duet_checkin_propose(alone, &t->spec, t->rhythm, false, f->now, ritual)),
+            DUET_ENOTPAIRED);
         duet_store_close(alone);
     }
 
@@ -525,8 +525,8 @@ static void test_full_flow(void **state)
         size_t ctl = salen - 56;
         uint8_t *plain = malloc(ctl);
         unsigned long long plen;
-        assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(
-                             plain, &plen, NULL, sa + 56, ctl, ad, 22 + ID + 32, sa, key),
+        assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(plain, &plen, NULL, sa + 56,
+                                                                    ctl, ad, 22 + ID + 32, sa, key),
                          0);
         assert_int_equal(plen % 256, 0);
         /* {1: [str, str, str, 4]} then 0x80 and zeros. */
@@ -646,9 +646,9 @@ static void check_states(walk_t *w, fx_t *f, const model_t *m)
      * and A has answered; sealed in between. The same for B. */
     for (int side = 0; side < 2; side++) {
         int other = 1 - side;
-        uint32_t want = !m->arrived[other]                         ? DUET_CHECKIN_WAITING
+        uint32_t want = !m->arrived[other]                             ? DUET_CHECKIN_WAITING
                         : (m->arrived[2 + other] && m->answered[side]) ? DUET_CHECKIN_REVEALED
-                                                                        : DUET_CHECKIN_SEALED;
+                                                                       : DUET_CHECKIN_SEALED;
         duet_store_t *st = side == 0 ? f->a : f->b;
         assert_int_equal(pstate(st, &w->inst), want);
     }
@@ -1037,7 +1037,7 @@ static void test_answer_checks(void **state)
     duet_checkin_answers_set_scale(&a, 0, 0);
     assert_int_equal(duet_checkin_answers_check(&r.spec, &a), DUET_ERANGE);
     duet_checkin_answers_set_scale(&a, 0, 3);
-    OK(duet_checkin_answers_check(&r.spec, &a)); /* skipping questions is fine */
+    OK(duet_checkin_answers_check(&r.spec, &a));         /* skipping questions is fine */
     OK(duet_checkin_answers_set_text(&a, 1, "text", 4)); /* a scale question */
     assert_int_equal(duet_checkin_answers_check(&r.spec, &a), DUET_EINVAL);
     duet_checkin_answers_set_scale(&a, 1, 2);
@@ -1061,14 +1061,12 @@ static void test_answer_checks(void **state)
     duet_checkin_instance_id(ritual, tomorrow.day, tomorrow.id);
     fill(&r.spec, "early", 3, &a);
     OK(duet_store_begin(f->b));
-    assert_int_equal(tx_err(f->b, duet_checkin_answer(f->b, &tomorrow, &a, f->now)),
-                     DUET_ESTATE);
+    assert_int_equal(tx_err(f->b, duet_checkin_answer(f->b, &tomorrow, &a, f->now)), DUET_ESTATE);
     /* Not an instance of the ritual at all. */
     duet_checkin_instance_t wrong = inst;
     wrong.id[0] ^= 1;
     OK(duet_store_begin(f->b));
-    assert_int_equal(tx_err(f->b, duet_checkin_answer(f->b, &wrong, &a, f->now)),
-                     DUET_ENORITUAL);
+    assert_int_equal(tx_err(f->b, duet_checkin_answer(f->b, &wrong, &a, f->now)), DUET_ENORITUAL);
     TX(f->b, duet_checkin_answer(f->b, &inst, &a, f->now));
     duet_checkin_answers_clear(&a);
     sync_all(f);
@@ -1114,7 +1112,9 @@ static void year_walk(const expect_dst_t *x)
             if (when >= end_ms) {
                 break;
             }
-            int k = sodium_memcmp(rit, daily, ID) == 0 ? 0 : sodium_memcmp(rit, sunday, ID) == 0 ? 1 : 2;
+            int k = sodium_memcmp(rit, daily, ID) == 0    ? 0
+                    : sodium_memcmp(rit, sunday, ID) == 0 ? 1
+                                                          : 2;
             int64_t day = duet_checkin_local_day(when);
             uint8_t want[ID];
             duet_checkin_instance_id(rit, day, want);
@@ -1122,8 +1122,9 @@ static void year_walk(const expect_dst_t *x)
             assert_true(day > prev_day[k]); /* never twice */
             /* Which day comes next, by the calendar. */
             int64_t expect = k == 0 ? prev_day[k] + 1
-                             : prev_day[k] < start ? start
-                                                   : prev_day[k] + (k == 1 && prev_day[k] == start ? 3 : 7);
+                             : prev_day[k] < start
+                                 ? start
+                                 : prev_day[k] + (k == 1 && prev_day[k] == start ? 3 : 7);
             assert_int_equal(day, expect); /* never missed */
             if (day != start && prev_day[k] == start) {
                 /* Right after the first instance (due when accepted): only the midnight. */
@@ -1171,7 +1172,8 @@ static void year_walk(const expect_dst_t *x)
         assert_int_equal(weekgaps169, 2);
     }
     /* The transitions themselves, and `due` hour by hour around them. */
-    int64_t spring = duet_checkin_day_from_civil(2026, (unsigned)x->spring_m, (unsigned)x->spring_d);
+    int64_t spring =
+        duet_checkin_day_from_civil(2026, (unsigned)x->spring_m, (unsigned)x->spring_d);
     int64_t fall = duet_checkin_day_from_civil(2026, (unsigned)x->fall_m, (unsigned)x->fall_d);
     assert_int_equal(duet_checkin_day_start_ms(spring + 1) - duet_checkin_day_start_ms(spring),
                      23 * HOUR);
@@ -1591,8 +1593,8 @@ static void test_malformed(void **state)
     *state = f;
     uint8_t id[ID];
     memset(id, 1, sizeof id);
-    static const uint8_t junk[][8] = {{0xc1}, {0x80}, {0x81, 0x01, 0xc0}, {0x92, 0x01, 0x02},
-                                      {0x81, 0x09, 0x01}};
+    static const uint8_t junk[][8] = {
+        {0xc1}, {0x80}, {0x81, 0x01, 0xc0}, {0x92, 0x01, 0x02}, {0x81, 0x09, 0x01}};
     static const uint32_t kinds[] = {DUET_KIND_RITUAL, DUET_KIND_ANSWER, DUET_KIND_REVEAL,
                                      DUET_KIND_AGREEMENT};
     for (size_t k = 0; k < 4; k++) {
