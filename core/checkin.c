@@ -2129,7 +2129,7 @@ static duet_err_t recv_answer(duet_store_t *st, uint64_t hlc, const uint8_t *bod
     const msgpack_object *f[7];
     duet_codec_msg_t msg;
     duet_checkin_instance_t inst;
-    uint8_t derived[ID], key[KEYB], pk[32];
+    uint8_t derived[ID], key[KEYB], pk[32], nonce_probe[NONCEB], commit_probe[COMMITB];
     const uint8_t *ct;
     const char *date;
     size_t ctl, dl;
@@ -2154,7 +2154,9 @@ static duet_err_t recv_answer(duet_store_t *st, uint64_t hlc, const uint8_t *bod
         duet_checkin_day_parse(date, dl, &inst.day) != DUET_OK ||
         duet_codec_get_bin(f[4], DUET_CHECKIN_PAD + TAGB, CT_MAX, &ct, &ctl) != DUET_OK ||
         (ctl - TAGB) % DUET_CHECKIN_PAD != 0 ||
-        (f[6] != NULL && duet_codec_get_fixed(f[6], key, KEYB) != DUET_OK)) {
+        (f[6] != NULL && duet_codec_get_fixed(f[6], key, KEYB) != DUET_OK) ||
+        duet_codec_get_fixed(f[3], nonce_probe, NONCEB) != DUET_OK ||
+        duet_codec_get_fixed(f[5], commit_probe, COMMITB) != DUET_OK) {
         err = DUET_EDECODE;
         goto cleanup;
     }
@@ -2179,20 +2181,21 @@ static duet_err_t recv_answer(duet_store_t *st, uint64_t hlc, const uint8_t *bod
         err = DUET_ENOMEM;
         goto cleanup;
     }
-    if (duet_codec_get_fixed(f[3], SA_NONCE(&theirs.sa), NONCEB) != DUET_OK ||
-        duet_codec_get_fixed(f[5], SA_COMMIT(&theirs.sa), COMMITB) != DUET_OK) {
-        err = DUET_EDECODE;
-        goto cleanup;
-    }
+    memcpy(SA_NONCE(&theirs.sa), nonce_probe, NONCEB);
+    memcpy(SA_COMMIT(&theirs.sa), commit_probe, COMMITB);
     memcpy(SA_CT(&theirs.sa), ct, ctl);
     /* My own sealed answer sent back as theirs would be a way to make me reveal for
      * nothing: refuse a commitment equal to mine. */
     if (mine.present && sodium_memcmp(SA_COMMIT(&theirs.sa), SA_COMMIT(&mine.sa), COMMITB) == 0) {
         goto cleanup;
     }
-    have_key = f[6] != NULL;
-    if (!have_key && (err = early_key_take(st, inst.id, &have_key, key)) != DUET_OK) {
+    /* A key that came early is taken (and its row dropped) in any case; a key inside the
+     * answer (an open ritual) is the one to check. */
+    if ((err = early_key_take(st, inst.id, &have_key, key)) != DUET_OK) {
         goto cleanup;
+    }
+    if (f[6] != NULL) {
+        have_key = duet_codec_get_fixed(f[6], key, KEYB) == DUET_OK;
     }
     if (have_key && key_opens(&theirs.sa, key, inst.id, pk, NULL, NULL) == DUET_OK) {
         memcpy(theirs.key, key, KEYB);

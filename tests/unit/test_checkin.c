@@ -905,6 +905,16 @@ static void test_impatient_partner(void **state)
     assert_true(partner_text_is(f->b, &inst, 0, "patient-a:felt_good"));
     assert_true(partner_text_is(f->a, &inst, 0, "finally-b:felt_good"));
     assert_int_equal(out_seq(f->a), a_seq + 1); /* exactly one REVEAL */
+    /* The forged early keys are gone or harmless: none is left for this instance. */
+    sqlite3_stmt *s;
+    assert_int_equal(sqlite3_prepare_v2(duet_store_db(f->a),
+                                        "SELECT count(*) FROM checkin_early WHERE instance = ?1",
+                                        -1, &s, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_blob(s, 1, inst.id, ID, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(s, 0), 0);
+    sqlite3_finalize(s);
 }
 
 /* A modified client can commit to nonsense to get my key (no two-party protocol can stop
