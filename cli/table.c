@@ -54,6 +54,39 @@ const duet_cmd_t duet_commands[] = {
      "  --relay URL         also keep in touch through this relay\n"
      "  --no-lan            no LAN discovery (and no listening unless --listen)\n"},
     {"watch", duet_cmd_watch, "", "Follow the running daemon's events.", ""},
+    {"checkin", duet_cmd_checkin, "SUBCOMMAND ...",
+     "Shared check-ins: a few questions, answered apart, revealed together.",
+     "subcommands:\n"
+     "  templates                      the built-in rituals and their questions\n"
+     "  start TEMPLATE|FILE [--every daily|weekly[:DAY]] [--open]\n"
+     "                                 propose a ritual (a template, or a .json/.toml file\n"
+     "                                 of your own questions); --open: answers visible as\n"
+     "                                 they arrive, if your partner accepts that\n"
+     "  accept RITUAL                  accept your partner's proposal; the first one is due\n"
+     "                                 at once, the next ones by the rhythm\n"
+     "  decline RITUAL                 decline a proposal, withdraw yours, or stop a ritual\n"
+     "  list                           the rituals and their state\n"
+     "  due                            what is waiting for your answer\n"
+     "  answer INSTANCE [--answers FILE|-]\n"
+     "                                 answer: a JSON object {question id: text or 1-5},\n"
+     "                                 or questions asked on the terminal. An answer is\n"
+     "                                 sealed when sent and cannot be changed; it opens\n"
+     "                                 for your partner only when theirs is in\n"
+     "  show INSTANCE                  both answers, or whether your partner's is waiting,\n"
+     "                                 sealed or revealed\n"
+     "  history [--ritual R] [--svg FILE]\n"
+     "                                 every check-in with both answers, scale answers as\n"
+     "                                 sparklines; --svg writes a chart over the weeks\n"
+     "Ids can be shortened to their first 4 or more characters.\n"},
+    {"pause", duet_cmd_pause, "[--until YYYY-MM-DD] [--note TEXT]",
+     "Ask gently to slow down for a while; your partner sees it first thing.", ""},
+    {"resume", duet_cmd_resume, "[--note TEXT]", "Say you are ready to go on again.", ""},
+    {"agree", duet_cmd_agree, "add TEXT | list | accept ID | change ID TEXT",
+     "Shared agreements: boundaries and plans that count once you both accept them.",
+     "An agreement counts as agreed only when both of you have accepted its current version;\n"
+     "changing it makes a new version that both accept again.\n"},
+    {"milestone", duet_cmd_milestone, "TEXT",
+     "Mark a step worth celebrating; it is shown in your history.", ""},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

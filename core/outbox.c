@@ -6,6 +6,7 @@
 
 #include <sodium.h>
 
+#include "checkin.h"
 #include "codec.h"
 #include "identity.h"
 #include "partner.h"
@@ -675,6 +676,14 @@ duet_err_t duet_outbox_recv_commit(duet_outbox_host_t *h)
     duet_ratchet_free(h->ratchet);
     h->ratchet = NULL;
     h->batch_open = false;
+    /* Check-ins: the REVEALs this batch made owed are sealed now, in their own transaction,
+     * with the ratchet state the batch has just saved (sealing inside the batch would use a
+     * stale copy of it). If this fails, the owed rows stay and the next commit, or the
+     * next check-in command, sends them: the batch itself is durable either way. */
+    size_t revealed;
+    duet_err_t owed = duet_checkin_flush_owed(h->st, h->now_ms ? h->now_ms(h->clock_ctx) : 0,
+                                              &revealed);
+    (void)owed;
     fire(h);
     return DUET_OK;
 }
@@ -826,6 +835,15 @@ duet_err_t duet_outbox_recv_put(duet_outbox_host_t *h, uint64_t seq, const uint8
         }
     } else if (w.kind == DUET_KIND_RECEIPT) {
         err = on_receipt(h, w.body, w.body_len);
+    } else if (DUET_CHECKIN_KIND(w.kind)) {
+        /* Check-ins (checkin.h): rituals, sealed answers, reveals, agreements. Inside this
+         * batch's transaction; it only records, any REVEAL it owes is sealed after the
+         * commit (see duet_outbox_recv_commit). */
+        uint64_t now = h->now_ms ? h->now_ms(h->clock_ctx) : 0;
+        err = duet_checkin_receive(h->st, w.kind, w.id, w.hlc, w.body, w.body_len, now);
+        if (err == DUET_OK) {
+            err = pend(h, DUET_EV_CONTROL, w.id, w.kind);
+        }
     } else {
         /* A kind this version does not know (a newer partner's): acknowledge and keep
          * nothing, so the partner's outbox does not stall on it. */
