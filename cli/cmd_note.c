@@ -93,8 +93,9 @@ int duet_cmd_note(duet_cli_t *cli, int argc, char **argv)
 }
 
 /* One inbox record. Check-in kinds (check-in answered, pause, resume, milestone) are
- * rendered by cmd_ritual.c: see the marked lines. */
-static void inbox_record(duet_cli_t *cli, const duet_item_t *it, const char *partner)
+ * rendered by cmd_ritual.c, voice notes by cmd_voice.c: see the marked lines. */
+static void inbox_record(duet_cli_t *cli, duet_store_t *st, const duet_item_t *it,
+                         const char *partner)
 {
     char hex[33], at[32];
     const char *text = NULL;
@@ -112,6 +113,8 @@ static void inbox_record(duet_cli_t *cli, const duet_item_t *it, const char *par
         duet_json_kstr(&cli->j, "from", it->mine ? "me" : "partner");
         if (ritual) {
             duet_cli_ritual_fields(cli, it); /* check-in kinds: "text" and their own */
+        } else if (it->kind == DUET_KIND_VOICE) {
+            duet_cli_voice_fields(cli, st, it); /* voice notes: "text" null, "voice" */
         } else {
             duet_json_key(&cli->j, "text");
             if (text != NULL) {
@@ -133,6 +136,8 @@ static void inbox_record(duet_cli_t *cli, const duet_item_t *it, const char *par
            it->mine ? "me" : "partner", duet_status_name(it->status));
     if (ritual) {
         duet_cli_ritual_line(cli, it, partner); /* check-in kinds */
+    } else if (it->kind == DUET_KIND_VOICE) {
+        duet_cli_voice_line(cli, st, it); /* voice notes */
     } else if (text != NULL) {
         /* Continuation lines line up under the first line's text. */
         size_t start = 0;
@@ -191,13 +196,13 @@ int duet_cmd_inbox(duet_cli_t *cli, int argc, char **argv)
     }
     char partner[DUET_NAME_MAX + 1];
     duet_cli_ritual_banner(cli, st, partner, sizeof partner); /* a pause, first of all */
-    duet_store_close(st);
     if (n == 0 && !cli->json) {
         printf("nothing here yet\n");
     }
     for (size_t i = 0; i < n; i++) {
-        inbox_record(cli, &items[i], partner);
+        inbox_record(cli, st, &items[i], partner); /* st: whether voice blobs are here */
     }
+    duet_store_close(st);
     duet_items_free(items, n);
     return DUET_EXIT_OK;
 }

@@ -38,6 +38,8 @@ typedef struct sync_run {
     uint64_t sent, received;
     uint64_t next_progress;
     char log[256];
+    duet_cli_progress_t progress;  /* voice blobs moving (cmd_voice.c) */
+    duet_blobxfer_stats_t voice;
 } sync_run_t;
 
 static void finish(sync_run_t *r, duet_err_t err)
@@ -81,12 +83,21 @@ static void s_event(duet_session_t *s, void *ctx, duet_outbox_event_t ev,
     duet_cli_emit(cli);
 }
 
+/* Voice blobs: progress records with --json, a bar on a terminal (cmd_voice.c). */
+static void s_progress(duet_session_t *s, void *ctx, const duet_blobxfer_progress_t *p)
+{
+    sync_run_t *r = ctx;
+    (void)s;
+    duet_cli_progress(r->cli, &r->progress, p);
+}
+
 static void s_done(duet_session_t *s, void *ctx)
 {
     sync_run_t *r = ctx;
     r->done = true;
     r->sent = duet_session_items_sent(s);
     r->received = duet_session_items_received(s);
+    duet_session_blob_stats(s, &r->voice);
     finish(r, DUET_OK);
 }
 
@@ -96,6 +107,7 @@ static void s_close(duet_session_t *s, void *ctx, duet_err_t err)
     if (!r->done) {
         r->sent = duet_session_items_sent(s);
         r->received = duet_session_items_received(s);
+        duet_session_blob_stats(s, &r->voice);
     }
     r->session = NULL;
     if (!r->finished) {
@@ -141,6 +153,7 @@ static void on_found(void *ctx, const struct sockaddr *addr)
     if (err != DUET_OK) {
         return; /* another report may come from another address */
     }
+    duet_session_on_progress(r->session, s_progress);
     duet_lan_stop(r->lan);
     r->lan = NULL;
 }
@@ -194,11 +207,18 @@ static int report(duet_cli_t *cli, sync_run_t *r, uint64_t outbox)
         duet_json_kint(&cli->j, "sent", (int64_t)r->sent);
         duet_json_kint(&cli->j, "received", (int64_t)r->received);
         duet_json_kint(&cli->j, "outbox", (int64_t)outbox);
+        duet_json_kint(&cli->j, "voice_received", (int64_t)r->voice.blobs_in);
+        duet_json_kint(&cli->j, "voice_bytes_in", (int64_t)r->voice.bytes_in);
+        duet_json_kint(&cli->j, "voice_bytes_out", (int64_t)r->voice.bytes_out);
         duet_json_end(&cli->j);
         duet_cli_emit(cli);
     } else {
         printf("synced  %llu sent, %llu received%s\n", (unsigned long long)r->sent,
                (unsigned long long)r->received, outbox ? "" : ", nothing left to send");
+        if (r->voice.bytes_in + r->voice.bytes_out > 0) {
+            printf("voice   %.1f MiB in, %.1f MiB out\n",
+                   (double)r->voice.bytes_in / 1048576.0, (double)r->voice.bytes_out / 1048576.0);
+        }
     }
     return DUET_EXIT_OK;
 }
@@ -240,6 +260,7 @@ int duet_cmd_sync(duet_cli_t *cli, int argc, char **argv)
         return duet_cli_fail(cli, "sync", DUET_ENOMEM);
     }
     r->cli = cli;
+    duet_cli_progress_init(cli, &r->progress);
     if ((rc = duet_cli_open(cli, &r->st)) != 0) {
         free(r);
         return rc;
@@ -276,6 +297,9 @@ int duet_cmd_sync(duet_cli_t *cli, int argc, char **argv)
         duet_session_callbacks_t cb = {r, NULL, s_event, s_done, s_close, s_log};
         err = duet_session_connect(&r->loop, r->st, (struct sockaddr *)&ss, &r->keys, NULL, &cb,
                                    &r->session);
+        if (err == DUET_OK) {
+            duet_session_on_progress(r->session, s_progress);
+        }
     }
     if (err != DUET_OK) {
         finish(r, err);
@@ -285,6 +309,7 @@ int duet_cmd_sync(duet_cli_t *cli, int argc, char **argv)
     uv_run(&r->loop, UV_RUN_DEFAULT);
     (void)uv_loop_close(&r->loop);
     sodium_memzero(&r->keys, sizeof r->keys);
+    duet_cli_progress_end(&r->progress);
 
     uint64_t outbox = 0;
     duet_err_t cerr = duet_outbox_count(r->st, &outbox);

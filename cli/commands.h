@@ -3,6 +3,7 @@
 #ifndef DUET_CLI_COMMANDS_H
 #define DUET_CLI_COMMANDS_H
 
+#include "blobxfer.h"
 #include "cli.h"
 #include "items.h"
 
@@ -16,6 +17,7 @@ int duet_cmd_verify(duet_cli_t *cli, int argc, char **argv);
 int duet_cmd_sync(duet_cli_t *cli, int argc, char **argv);
 int duet_cmd_daemon(duet_cli_t *cli, int argc, char **argv);
 int duet_cmd_watch(duet_cli_t *cli, int argc, char **argv);
+int duet_cmd_voice(duet_cli_t *cli, int argc, char **argv);
 
 /* Check-ins (cmd_checkin.c) and the signals around them (cmd_ritual.c). */
 int duet_cmd_checkin(duet_cli_t *cli, int argc, char **argv);
@@ -33,5 +35,30 @@ bool duet_cli_ritual_kind(uint32_t kind);
 void duet_cli_ritual_fields(duet_cli_t *cli, const duet_item_t *it);
 void duet_cli_ritual_line(duet_cli_t *cli, const duet_item_t *it, const char *partner);
 void duet_cli_ritual_banner(duet_cli_t *cli, duet_store_t *st, char *partner, size_t cap);
+
+
+/* Voice notes (cmd_voice.c), for the inbox (cmd_note.c) and sync (cmd_sync.c): a voice
+ * item's JSON fields ("text": null and "voice": {...}) and its text line; and the progress
+ * of blob transfers: {"event":"progress","voice":"in"|"out",...} records with --json, a bar
+ * on stderr when it is a terminal, nothing otherwise. */
+void duet_cli_voice_fields(duet_cli_t *cli, duet_store_t *st, const duet_item_t *it);
+void duet_cli_voice_line(duet_cli_t *cli, duet_store_t *st, const duet_item_t *it);
+
+typedef struct duet_cli_progress_slot {
+    bool used, complete;
+    uint8_t item[DUET_ITEM_ID_BYTES];
+    uint64_t next_ms;
+} duet_cli_progress_slot_t;
+
+typedef struct duet_cli_progress {
+    bool bar;   /* draw a bar (stderr is a terminal, no --json) */
+    bool drawn; /* a bar line is on the screen, not yet ended */
+    duet_cli_progress_slot_t dir[2]; /* [0] out, [1] in */
+} duet_cli_progress_t;
+
+void duet_cli_progress_init(duet_cli_t *cli, duet_cli_progress_t *pr);
+void duet_cli_progress(duet_cli_t *cli, duet_cli_progress_t *pr,
+                       const duet_blobxfer_progress_t *p);
+void duet_cli_progress_end(duet_cli_progress_t *pr);
 
 #endif

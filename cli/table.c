@@ -22,6 +22,19 @@ const duet_cmd_t duet_commands[] = {
      "The text must be UTF-8, not empty, at most 64 KiB; from standard input it is kept\n"
      "byte for byte, a final newline included. It is sealed in the outbox at once and\n"
      "sent at the next sync.\n"},
+    {"voice", duet_cmd_voice, "FILE [--caption TEXT] | save ID OUTFILE | play ID | list",
+     "Send a voice note (an audio file), or save, play or list the ones you have.",
+     "  voice FILE [--caption TEXT]    seal the recording (WAV, Ogg Opus, Ogg Vorbis, FLAC or\n"
+     "                                 MP3, at most 50 MiB) and queue it; the file itself is\n"
+     "                                 never changed. The sound travels after the note, in\n"
+     "                                 pieces, and picks up where it stopped if interrupted\n"
+     "  voice save ID OUTFILE [--wait SEC]\n"
+     "                                 write the original recording, byte for byte, once it\n"
+     "                                 has arrived; --wait: wait up to SEC seconds for it\n"
+     "  voice play ID                  play it (paplay, pw-play, ffplay, or aplay for WAV)\n"
+     "  voice list                     every voice note and how far it has arrived\n"
+     "Ids can be shortened to their first 4 or more characters. A file named like a\n"
+     "subcommand is given with a path (./save).\n"},
     {"inbox", duet_cmd_inbox, "[--limit N] [--peek]",
      "List the conversation, oldest first, with each item's status.",
      "options:\n"

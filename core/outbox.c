@@ -11,6 +11,7 @@
 #include "identity.h"
 #include "partner.h"
 #include "ratchet.h"
+#include "voice.h"
 
 /* Envelope sizes an observer can see. The plaintext is padded to bucket - overhead. */
 static const size_t buckets[] = {512, 2048, 8192, 32768, DUET_ENVELOPE_MAX};
@@ -827,7 +828,14 @@ duet_err_t duet_outbox_recv_put(duet_outbox_host_t *h, uint64_t seq, const uint8
     }
     if (DUET_KIND_VISIBLE(w.kind)) {
         uint64_t now = h->now_ms ? h->now_ms(h->clock_ctx) : 0;
-        err = duet_items_put_partner(h->st, w.id, w.kind, w.hlc, w.body, w.body_len, now);
+        /* Voice notes (voice.h): the blob the item names is wanted, recorded in this batch;
+         * a body that does not decode keeps the item out (DUET_EDECODE, below). */
+        if (w.kind == DUET_KIND_VOICE) {
+            err = duet_voice_on_item(h->st, w.id, w.body, w.body_len);
+        }
+        if (err == DUET_OK) {
+            err = duet_items_put_partner(h->st, w.id, w.kind, w.hlc, w.body, w.body_len, now);
+        }
         if (err == DUET_EEXIST) {
             err = DUET_OK; /* the same item under another number: keep one */
         } else if (err == DUET_OK) {

@@ -112,6 +112,18 @@ static const char *const migrations[] = {
     "  acc_me BLOB,"
     "  acc_partner BLOB) WITHOUT ROWID;"
     "CREATE INDEX items_kind ON items (kind, hlc, id);",
+
+    /* 3 -> 4: voice blobs (core/voice.c): the sealed blobs this home holds or wants, one row
+     * per blob id. The blob keys stay inside the sealed item bodies (column item). */
+    "CREATE TABLE blobs ("
+    "  n INTEGER PRIMARY KEY,"
+    "  id BLOB NOT NULL UNIQUE CHECK (length(id) = 32),"
+    "  mine INTEGER NOT NULL CHECK (mine IN (0, 1)),"
+    "  state INTEGER NOT NULL CHECK (state IN (0, 1)),"
+    "  size INTEGER NOT NULL,"
+    "  item BLOB NOT NULL CHECK (length(item) = 16),"
+    "  fetched INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX blobs_wanted ON blobs (mine, state, n);",
 };
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 

@@ -17,6 +17,9 @@ struct duet_session {
     duet_outbox_host_t host;
     bool host_live;
     duet_sync_t *eng;
+    duet_blobxfer_t *bx;                /* voice blobs, on the same link (core/blobxfer.h) */
+    duet_session_progress_fn on_progress;
+    duet_blobxfer_stats_t bx_final;     /* kept when the engine is dropped */
     duet_session_callbacks_t cb;
     bool open;
     bool closing;
@@ -50,8 +53,19 @@ static void host_event(void *ctx, duet_outbox_event_t ev, const uint8_t id[DUET_
                        uint32_t kind)
 {
     duet_session_t *s = ctx;
+    if (ev == DUET_EV_RECEIVED && kind == DUET_KIND_VOICE && s->bx != NULL) {
+        duet_blobxfer_refresh(s->bx); /* its blob is wanted now: the next flush asks */
+    }
     if (s->cb.on_event != NULL) {
         s->cb.on_event(s, s->cb.ctx, ev, id, kind);
+    }
+}
+
+static void bx_progress(void *ctx, const duet_blobxfer_progress_t *p)
+{
+    duet_session_t *s = ctx;
+    if (s->on_progress != NULL) {
+        s->on_progress(s, s->cb.ctx, p);
     }
 }
 
@@ -78,7 +92,7 @@ static void check_done(duet_session_t *s)
     if (s->closing || s->eng == NULL) {
         return;
     }
-    bool done = duet_sync_done(s->eng);
+    bool done = duet_sync_done(s->eng) && duet_blobxfer_done(s->bx);
     if (done && !s->was_done && s->cb.on_done != NULL) {
         s->was_done = true;
         s->cb.on_done(s, s->cb.ctx);
@@ -87,10 +101,11 @@ static void check_done(duet_session_t *s)
     s->was_done = done;
 }
 
-/* Pull frames from the engine while the link takes them. The engine keeps a frame it
- * handed out only until the next call, so a frame refused with EAGAIN is never lost: the
+/* Pull frames from the engines while the link takes them. An engine keeps a frame it
+ * handed out only until the next call, so a frame refused with EAGAIN is never lost: an
  * engine is only asked for the next one once the link has room (it checks the queue size
- * first). */
+ * first). Order: the blob engine's control frames (small; a STATE must precede the sync ACK
+ * of the batch that changed it, see core/blobxfer.h), then sync, then blob DATA (bulk). */
 static void pump(duet_session_t *s)
 {
     while (!s->closing && s->eng != NULL) {
@@ -99,7 +114,13 @@ static void pump(duet_session_t *s)
         }
         const uint8_t *f;
         size_t len;
-        duet_err_t err = duet_sync_next_frame(s->eng, &f, &len);
+        duet_err_t err = duet_blobxfer_next_control(s->bx, &f, &len);
+        if (err == DUET_OK && len == 0) {
+            err = duet_sync_next_frame(s->eng, &f, &len);
+        }
+        if (err == DUET_OK && len == 0) {
+            err = duet_blobxfer_next_data(s->bx, &f, &len);
+        }
         if (err != DUET_OK) {
             fail(s, err);
             return;
@@ -116,6 +137,13 @@ static void pump(duet_session_t *s)
         if (duet_sync_error(s->eng) != DUET_OK) {
             duet_err_t why = duet_sync_error(s->eng);
             logf_(s, "%s: sync failed: %s", duet_link_peer(s->link), duet_strerror(why));
+            duet_session_close(s, why);
+            return;
+        }
+        if (duet_blobxfer_error(s->bx) != DUET_OK) {
+            duet_err_t why = duet_blobxfer_error(s->bx);
+            logf_(s, "%s: voice transfer failed: %s", duet_link_peer(s->link),
+                  duet_strerror(why));
             duet_session_close(s, why);
             return;
         }
@@ -146,6 +174,18 @@ static void on_open(duet_link_t *link, void *ctx)
         fail(s, err);
         return;
     }
+    duet_blobxfer_callbacks_t bcb = {s, bx_progress};
+    s->bx = duet_blobxfer_new(s->st, &bcb);
+    if (s->bx == NULL) {
+        fail(s, DUET_ENOMEM);
+        return;
+    }
+    if ((err = duet_blobxfer_start(s->bx)) != DUET_OK) {
+        logf_(s, "%s: cannot start voice transfers: %s", duet_link_peer(link),
+              duet_strerror(err));
+        fail(s, err);
+        return;
+    }
     s->open = true;
     if (s->cb.on_open != NULL) {
         s->cb.on_open(s, s->cb.ctx);
@@ -158,6 +198,15 @@ static duet_err_t on_record(duet_link_t *link, void *ctx, const uint8_t *rec, si
     duet_session_t *s = ctx;
     (void)link;
     if (s->eng == NULL || s->closing) {
+        return DUET_OK;
+    }
+    if (duet_blobxfer_frame_type(rec, len) != 0) {
+        duet_err_t berr = duet_blobxfer_recv(s->bx, rec, len);
+        if (berr != DUET_OK) {
+            logf_(s, "%s: voice transfer failed: %s", duet_link_peer(s->link),
+                  duet_strerror(berr));
+            fail(s, berr);
+        }
         return DUET_OK;
     }
     duet_err_t err = duet_sync_recv(s->eng, rec, len);
@@ -195,6 +244,13 @@ static void on_read_drained(duet_link_t *link, void *ctx)
         fail(s, err);
         return;
     }
+    /* Blobs finished by this read become available; new voice items are asked for. */
+    if ((err = duet_blobxfer_flush(s->bx)) != DUET_OK) {
+        logf_(s, "%s: voice transfer failed: %s", duet_link_peer(s->link),
+              duet_strerror(err));
+        fail(s, err);
+        return;
+    }
     pump(s);
     check_done(s);
 }
@@ -215,6 +271,7 @@ static void on_close(duet_link_t *link, void *ctx, duet_err_t err)
         s->cb.on_close(s, s->cb.ctx, err);
     }
     duet_sync_free(s->eng);
+    duet_blobxfer_free(s->bx);
     if (s->host_live) {
         duet_outbox_host_dispose(&s->host);
     }
@@ -326,6 +383,11 @@ void duet_session_close(duet_session_t *s, duet_err_t err)
             duet_sync_free(s->eng);
             s->eng = NULL;
         }
+        if (s->bx != NULL) {
+            duet_blobxfer_stats(s->bx, &s->bx_final);
+            duet_blobxfer_free(s->bx);
+            s->bx = NULL;
+        }
         duet_link_close(s->link, err);
     }
 }
@@ -354,4 +416,18 @@ duet_err_t duet_session_peer_error(const duet_session_t *s, uint32_t *peer_versi
 {
     *peer_version = 0;
     return s->eng ? duet_sync_peer_error(s->eng, peer_version) : DUET_OK;
+}
+
+void duet_session_on_progress(duet_session_t *s, duet_session_progress_fn fn)
+{
+    s->on_progress = fn;
+}
+
+void duet_session_blob_stats(const duet_session_t *s, duet_blobxfer_stats_t *out)
+{
+    if (s->bx != NULL) {
+        duet_blobxfer_stats(s->bx, out);
+    } else {
+        *out = s->bx_final;
+    }
 }

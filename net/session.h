@@ -1,6 +1,7 @@
 /*
  * duet — a partner session: one KK link (net/link.h) driving one sync engine (core/sync.h)
- * over the store-backed outbox host (core/outbox.h). It is the whole adapter between libuv
+ * over the store-backed outbox host (core/outbox.h), and beside it the voice blob engine
+ * (core/blobxfer.h; records are routed by their frame type). It is the whole adapter between libuv
  * and the engine, in the spirit of BearSSL's run_until: records in go to the engine, and
  * the engine's frames go out while the socket has room.
  *
@@ -20,6 +21,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "blobxfer.h"
 #include "link.h"
 #include "outbox.h"
 #include "store.h"
@@ -81,6 +83,17 @@ const char *duet_session_peer(const duet_session_t *s);
 
 /* The error the peer reported, if it sent an ERROR frame (e.g. DUET_EVERSION). */
 duet_err_t duet_session_peer_error(const duet_session_t *s, uint32_t *peer_version);
+
+/* Voice blobs move on the same link (core/blobxfer.h): the session pumps the blob engine's
+ * control frames first, then sync frames, then blob DATA, and says "done" only when both
+ * engines are done. fn (may be NULL) hears every step of a blob moving in either
+ * direction, with the callbacks' ctx. */
+typedef void (*duet_session_progress_fn)(duet_session_t *s, void *ctx,
+                                         const duet_blobxfer_progress_t *p);
+void duet_session_on_progress(duet_session_t *s, duet_session_progress_fn fn);
+
+/* The blob engine's counters on this session (kept after it ends). */
+void duet_session_blob_stats(const duet_session_t *s, duet_blobxfer_stats_t *out);
 
 /* The wall clock for the store (ms since the epoch), as the session passes it to core. */
 uint64_t duet_wallclock_ms(void *unused);
