@@ -38,7 +38,7 @@ typedef struct sync_run {
     uint64_t sent, received;
     uint64_t next_progress;
     char log[256];
-    duet_cli_progress_t progress;  /* voice blobs moving (cmd_voice.c) */
+    duet_cli_progress_t progress; /* voice blobs moving (cmd_voice.c) */
     duet_blobxfer_stats_t voice;
 } sync_run_t;
 
@@ -216,8 +216,8 @@ static int report(duet_cli_t *cli, sync_run_t *r, uint64_t outbox)
         printf("synced  %llu sent, %llu received%s\n", (unsigned long long)r->sent,
                (unsigned long long)r->received, outbox ? "" : ", nothing left to send");
         if (r->voice.bytes_in + r->voice.bytes_out > 0) {
-            printf("voice   %.1f MiB in, %.1f MiB out\n",
-                   (double)r->voice.bytes_in / 1048576.0, (double)r->voice.bytes_out / 1048576.0);
+            printf("voice   %.1f MiB in, %.1f MiB out\n", (double)r->voice.bytes_in / 1048576.0,
+                   (double)r->voice.bytes_out / 1048576.0);
         }
     }
     return DUET_EXIT_OK;

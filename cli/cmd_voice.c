@@ -26,10 +26,10 @@
 #include "control.h"
 #include "voice.h"
 
-#define ID_PREFIX_MIN 4u
-#define WAIT_POLL_MS 100u
+#define ID_PREFIX_MIN     4u
+#define WAIT_POLL_MS      100u
 #define PROGRESS_EVERY_MS 200u
-#define BAR_WIDTH 24
+#define BAR_WIDTH         24
 
 static double mib(uint64_t bytes)
 {
@@ -205,8 +205,9 @@ static int resolve(duet_cli_t *cli, duet_store_t *st, const char *what, const ch
         }
     }
     if (len < ID_PREFIX_MIN || len > 32) {
-        return duet_cli_usage(cli, "'%s' is not a voice note id (32 hex digits, or the first 4 "
-                                   "or more)",
+        return duet_cli_usage(cli,
+                              "'%s' is not a voice note id (32 hex digits, or the first 4 "
+                              "or more)",
                               s);
     }
     duet_err_t err = duet_voice_blobs(st, &rows, &n);
@@ -226,8 +227,7 @@ static int resolve(duet_cli_t *cli, duet_store_t *st, const char *what, const ch
         return duet_cli_failf(cli, what, "no voice note with id %s", s);
     }
     if (found > 1) {
-        return duet_cli_failf(cli, what, "%s names more than one voice note: give more digits",
-                              s);
+        return duet_cli_failf(cli, what, "%s names more than one voice note: give more digits", s);
     }
     return 0;
 }
@@ -258,8 +258,8 @@ static int voice_add(duet_cli_t *cli, int argc, char **argv)
     }
     uint8_t id[DUET_ITEM_ID_BYTES];
     duet_audio_info_t info;
-    duet_err_t err = duet_voice_add(st, file, caption ? caption : "", clen, duet_cli_now_ms(), id,
-                                    &info);
+    duet_err_t err =
+        duet_voice_add(st, file, caption ? caption : "", clen, duet_cli_now_ms(), id, &info);
     if (err == DUET_OK) {
         duet_control_kick(cli->home); /* a running daemon sends it now */
     }
@@ -339,8 +339,8 @@ static int wait_for(duet_cli_t *cli, duet_store_t *st, duet_voice_blob_t *b, uin
         if (i >= polls) {
             duet_cli_progress_end(&pr);
             return duet_cli_failf(cli, "voice save",
-                                  "not here yet: %.1f of %.1f MiB arrived (timed out)",
-                                  mib(have), mib(total));
+                                  "not here yet: %.1f of %.1f MiB arrived (timed out)", mib(have),
+                                  mib(total));
         }
         usleep(WAIT_POLL_MS * 1000u);
     }

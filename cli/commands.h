@@ -36,7 +36,6 @@ void duet_cli_ritual_fields(duet_cli_t *cli, const duet_item_t *it);
 void duet_cli_ritual_line(duet_cli_t *cli, const duet_item_t *it, const char *partner);
 void duet_cli_ritual_banner(duet_cli_t *cli, duet_store_t *st, char *partner, size_t cap);
 
-
 /* Voice notes (cmd_voice.c), for the inbox (cmd_note.c) and sync (cmd_sync.c): a voice
  * item's JSON fields ("text": null and "voice": {...}) and its text line; and the progress
  * of blob transfers: {"event":"progress","voice":"in"|"out",...} records with --json, a bar
@@ -51,14 +50,13 @@ typedef struct duet_cli_progress_slot {
 } duet_cli_progress_slot_t;
 
 typedef struct duet_cli_progress {
-    bool bar;   /* draw a bar (stderr is a terminal, no --json) */
-    bool drawn; /* a bar line is on the screen, not yet ended */
+    bool bar;                        /* draw a bar (stderr is a terminal, no --json) */
+    bool drawn;                      /* a bar line is on the screen, not yet ended */
     duet_cli_progress_slot_t dir[2]; /* [0] out, [1] in */
 } duet_cli_progress_t;
 
 void duet_cli_progress_init(duet_cli_t *cli, duet_cli_progress_t *pr);
-void duet_cli_progress(duet_cli_t *cli, duet_cli_progress_t *pr,
-                       const duet_blobxfer_progress_t *p);
+void duet_cli_progress(duet_cli_t *cli, duet_cli_progress_t *pr, const duet_blobxfer_progress_t *p);
 void duet_cli_progress_end(duet_cli_progress_t *pr);
 
 #endif

@@ -48,13 +48,13 @@ struct duet_blobxfer {
 
     /* Receiving. */
     incoming_t in;
-    uint64_t cursor;          /* blobs.n of the last wanted blob taken up on this link */
+    uint64_t cursor; /* blobs.n of the last wanted blob taken up on this link */
     uint32_t last_gen;
-    bool dirty;               /* new wanted blobs may exist */
-    bool finished;            /* in.row is complete on disk; flush commits it */
+    bool dirty;    /* new wanted blobs may exist */
+    bool finished; /* in.row is complete on disk; flush commits it */
     duet_voice_blob_t done_row;
     uint64_t done_fetched;
-    uint64_t wanting;         /* what our last STATE said */
+    uint64_t wanting; /* what our last STATE said */
     bool state_sent, state_pending;
 
     /* Sending. */
@@ -272,15 +272,32 @@ static void progress(duet_blobxfer_t *bx, bool incoming, const uint8_t item[DUET
     if (bx->cb.on_progress == NULL) {
         return;
     }
-    duet_blobxfer_progress_t p = {.incoming = incoming,
-                                  .bytes = bytes,
-                                  .total = total,
-                                  .complete = complete};
+    duet_blobxfer_progress_t p = {
+        .incoming = incoming, .bytes = bytes, .total = total, .complete = complete};
     memcpy(p.item, item, DUET_ITEM_ID_BYTES);
     bx->cb.on_progress(bx->cb.ctx, &p);
 }
 
 /* ---- receiving: which blob, and from where ------------------------------------------- */
+
+/* The end of the storage unit that holds offset: units are the header with chunk 0, then
+ * one sealed chunk each. DATA frames never straddle two of them. */
+static uint64_t unit_end(uint64_t offset)
+{
+    uint64_t first = DUET_BLOB_HEADER_BYTES + DUET_BLOB_SEALED_CHUNK;
+    if (offset < first) {
+        return first;
+    }
+    return first + ((offset - first) / DUET_BLOB_SEALED_CHUNK + 1) * DUET_BLOB_SEALED_CHUNK;
+}
+
+/* How far to ask from next: a window, rounded up to a unit boundary so that every DATA frame
+ * is one whole unit (what arrives is then stored at once, never held across frames). */
+static uint64_t window_end(uint64_t next, uint64_t total)
+{
+    uint64_t end = unit_end(next + DUET_BLOBXFER_WINDOW - 1);
+    return end < total ? end : total;
+}
 
 /* The .rx counter: 8 bytes little-endian. Written before the bytes it counts are used, so
  * a crash can only make it larger than the truth. */
@@ -407,8 +424,7 @@ static duet_err_t in_open(duet_blobxfer_t *bx, const duet_voice_blob_t *row, boo
     bx->in.active = true;
     bx->in.total = duet_blob_recv_sealed_size(bx->in.recv);
     bx->in.gen = ++bx->last_gen;
-    bx->in.asked = bx->in.total - next < DUET_BLOBXFER_WINDOW ? bx->in.total
-                                                              : next + DUET_BLOBXFER_WINDOW;
+    bx->in.asked = window_end(next, bx->in.total);
     bx->in.want_pending = true;
 cleanup:
     duet_voice_dispose(v);
@@ -449,8 +465,7 @@ static duet_err_t take_next(duet_blobxfer_t *bx)
             in_drop(bx);
             return err;
         }
-        progress(bx, true, row.item, duet_blob_recv_next_offset(bx->in.recv), bx->in.total,
-                 false);
+        progress(bx, true, row.item, duet_blob_recv_next_offset(bx->in.recv), bx->in.total, false);
     }
     return DUET_OK;
 }
@@ -515,7 +530,7 @@ static void restart(duet_blobxfer_t *bx)
     incoming_t *in = &bx->in;
     uint64_t next = duet_blob_recv_next_offset(in->recv);
     in->gen = ++bx->last_gen;
-    in->asked = in->total - next < DUET_BLOBXFER_WINDOW ? in->total : next + DUET_BLOBXFER_WINDOW;
+    in->asked = window_end(next, in->total);
     in->want_pending = true;
     in->more_pending = false;
 }
@@ -583,8 +598,7 @@ static duet_err_t on_data(duet_blobxfer_t *bx, const duet_blobxfer_frame_t *fr)
     }
     /* Keep the window open: ask for more once half of it is stored. */
     if (in->asked < in->total && in->asked - next <= DUET_BLOBXFER_WINDOW / 2) {
-        in->asked = in->total - next < DUET_BLOBXFER_WINDOW ? in->total
-                                                            : next + DUET_BLOBXFER_WINDOW;
+        in->asked = window_end(next, in->total);
         in->more_pending = true;
     }
     progress(bx, true, in->row.item, next, in->total, false);
@@ -620,7 +634,8 @@ static duet_err_t out_open(duet_blobxfer_t *bx, const duet_blobxfer_frame_t *fr,
     *found = false;
     out_drop(bx);
     duet_err_t err = duet_voice_blob(bx->st, fr->id, &row);
-    if (err == DUET_ENOENT || (err == DUET_OK && (!row.mine || row.state != DUET_VOICE_AVAILABLE))) {
+    if (err == DUET_ENOENT ||
+        (err == DUET_OK && (!row.mine || row.state != DUET_VOICE_AVAILABLE))) {
         nothere(bx, fr->id, fr->gen);
         return DUET_OK;
     }
@@ -788,17 +803,6 @@ duet_err_t duet_blobxfer_next_control(duet_blobxfer_t *bx, const uint8_t **frame
     return DUET_OK;
 }
 
-/* The end of the storage unit that holds offset: units are the header with chunk 0, then
- * one sealed chunk each, so a DATA frame never straddles two of them. */
-static uint64_t unit_end(uint64_t offset)
-{
-    uint64_t first = DUET_BLOB_HEADER_BYTES + DUET_BLOB_SEALED_CHUNK;
-    if (offset < first) {
-        return first;
-    }
-    return first + ((offset - first) / DUET_BLOB_SEALED_CHUNK + 1) * DUET_BLOB_SEALED_CHUNK;
-}
-
 duet_err_t duet_blobxfer_next_data(duet_blobxfer_t *bx, const uint8_t **frame, size_t *len)
 {
     outgoing_t *out = &bx->out;
@@ -812,8 +816,8 @@ duet_err_t duet_blobxfer_next_data(duet_blobxfer_t *bx, const uint8_t **frame, s
     if (stop > out->end) {
         stop = out->end;
     }
-    duet_err_t err = duet_blob_reader_read(out->rd, out->cursor, bx->buf,
-                                           (size_t)(stop - out->cursor), &got);
+    duet_err_t err =
+        duet_blob_reader_read(out->rd, out->cursor, bx->buf, (size_t)(stop - out->cursor), &got);
     if (err != DUET_OK || got == 0) {
         nothere(bx, out->id, out->gen); /* the file changed under us: damaged here */
         return DUET_OK;

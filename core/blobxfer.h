@@ -23,7 +23,8 @@
  *   NOTHERE {0: 19, 1: id, 2: gen}                      I do not have blob id
  *   STATE   {0: 20, 1: wanting}                         I still want `wanting` blobs from you
  *
- * Flow control is the receiver's: it asks at most DUET_BLOBXFER_WINDOW sealed bytes ahead of
+ * Flow control is the receiver's: it asks at most DUET_BLOBXFER_WINDOW sealed bytes (rounded up
+ * to a whole storage unit, so that every DATA frame is one unit) ahead of
  * what it has stored and moves the window with MORE as chunks are stored. `gen` numbers the
  * receiver's WANTs: DATA of an older WANT is stale and ignored, so a restart (after a chunk
  * that failed its check, or a gap) never mixes with what was already on its way. The link
@@ -66,14 +67,14 @@
 #include "items.h"
 #include "store.h"
 
-#define DUET_BLOBXFER_TYPE_MIN     16u /* frame types of this engine: 16..31 */
-#define DUET_BLOBXFER_TYPE_MAX     31u
-#define DUET_BLOBXFER_DATA_MAX     (DUET_BLOB_HEADER_BYTES + DUET_BLOB_SEALED_CHUNK) /* 65577 */
-#define DUET_BLOBXFER_FRAME_MAX    (DUET_BLOBXFER_DATA_MAX + 64u)
-#define DUET_BLOBXFER_WINDOW       (2u << 20) /* sealed bytes asked ahead of what is stored */
-#define DUET_BLOBXFER_REFETCH_MAX  8u         /* bad chunks asked again, per blob and link */
-#define DUET_BLOBXFER_SEALED_MAX                                                            \
-    (DUET_BLOB_HEADER_BYTES + DUET_BLOB_MAX +                                              \
+#define DUET_BLOBXFER_TYPE_MIN    16u /* frame types of this engine: 16..31 */
+#define DUET_BLOBXFER_TYPE_MAX    31u
+#define DUET_BLOBXFER_DATA_MAX    (DUET_BLOB_HEADER_BYTES + DUET_BLOB_SEALED_CHUNK) /* 65577 */
+#define DUET_BLOBXFER_FRAME_MAX   (DUET_BLOBXFER_DATA_MAX + 64u)
+#define DUET_BLOBXFER_WINDOW      (2u << 20) /* sealed bytes asked ahead of what is stored */
+#define DUET_BLOBXFER_REFETCH_MAX 8u         /* bad chunks asked again, per blob and link */
+#define DUET_BLOBXFER_SEALED_MAX                                                                   \
+    (DUET_BLOB_HEADER_BYTES + DUET_BLOB_MAX +                                                      \
      DUET_BLOB_ABYTES * (DUET_BLOB_MAX / DUET_BLOB_CHUNK)) /* 52442424: the largest blob */
 
 typedef enum {
@@ -98,11 +99,11 @@ typedef struct duet_blobxfer_frame {
 
 /* Progress of one blob, for progress bars and events. */
 typedef struct duet_blobxfer_progress {
-    bool incoming;                   /* the partner's blob arriving here, or mine leaving */
+    bool incoming; /* the partner's blob arriving here, or mine leaving */
     uint8_t item[DUET_ITEM_ID_BYTES];
-    uint64_t bytes;                  /* sealed bytes stored here (in) / sent so far (out) */
-    uint64_t total;                  /* sealed size */
-    bool complete;                   /* in: available here now; out: the last byte is sent */
+    uint64_t bytes; /* sealed bytes stored here (in) / sent so far (out) */
+    uint64_t total; /* sealed size */
+    bool complete;  /* in: available here now; out: the last byte is sent */
 } duet_blobxfer_progress_t;
 
 typedef struct duet_blobxfer_callbacks {

@@ -14,7 +14,7 @@
 #include "codec.h"
 #include "outbox.h"
 
-#define BLOBS_DIR "blobs"
+#define BLOBS_DIR  "blobs"
 #define HEX_ID_LEN (2u * DUET_BLOB_ID_BYTES)
 
 /* ---- the body ------------------------------------------------------------------------ */
@@ -69,8 +69,8 @@ duet_err_t duet_voice_encode(const duet_voice_t *v, uint8_t **body, size_t *len)
 duet_err_t duet_voice_decode(const uint8_t *body, size_t len, duet_voice_t *v)
 {
     static const duet_codec_field_t fields[] = {
-        {1, DUET_CODEC_STR, false}, {2, DUET_CODEC_BIN, true},  {3, DUET_CODEC_BIN, true},
-        {4, DUET_CODEC_UINT, true}, {5, DUET_CODEC_STR, true},  {6, DUET_CODEC_UINT, true}};
+        {1, DUET_CODEC_STR, false}, {2, DUET_CODEC_BIN, true}, {3, DUET_CODEC_BIN, true},
+        {4, DUET_CODEC_UINT, true}, {5, DUET_CODEC_STR, true}, {6, DUET_CODEC_UINT, true}};
     static const duet_codec_limits_t lim = {.max_depth = 1,
                                             .max_str = DUET_VOICE_CAPTION_MAX,
                                             .max_bin = DUET_BLOB_KEY_BYTES,
@@ -353,8 +353,7 @@ duet_err_t duet_voice_blob(duet_store_t *st, const uint8_t id[DUET_BLOB_ID_BYTES
 {
     sqlite3_stmt *s;
     memset(b, 0, sizeof *b);
-    duet_err_t err =
-        duet_store_prepare(st, "SELECT " BLOB_COLS " FROM blobs WHERE id = ?1", &s);
+    duet_err_t err = duet_store_prepare(st, "SELECT " BLOB_COLS " FROM blobs WHERE id = ?1", &s);
     if (err != DUET_OK) {
         return err;
     }
@@ -405,8 +404,8 @@ duet_err_t duet_voice_blobs(duet_store_t *st, duet_voice_blob_t **out, size_t *n
     size_t count = 0, cap = 0;
     *out = NULL;
     *n = 0;
-    duet_err_t err = duet_store_prepare(
-        st, "SELECT " BLOB_COLS " FROM blobs ORDER BY n LIMIT ?1", &s);
+    duet_err_t err =
+        duet_store_prepare(st, "SELECT " BLOB_COLS " FROM blobs ORDER BY n LIMIT ?1", &s);
     if (err != DUET_OK) {
         return err;
     }
@@ -455,8 +454,8 @@ duet_err_t duet_voice_progress(duet_store_t *st, const duet_voice_blob_t *b, uin
             stat(path, &sb) == 0) {
             h = (uint64_t)sb.st_size;
         }
-        if (err == DUET_OK && (err = duet_voice_path(st, b->id, ".rx", path, sizeof path)) ==
-                                  DUET_OK) {
+        if (err == DUET_OK &&
+            (err = duet_voice_path(st, b->id, ".rx", path, sizeof path)) == DUET_OK) {
             f = duet_voice_rx_read(path);
         }
     }
@@ -655,8 +654,7 @@ duet_err_t duet_voice_save(duet_store_t *st, const uint8_t item_id[DUET_ITEM_ID_
         }
     } else if (err == DUET_OK) {
         err = duet_blob_open(path, &v->ref, out_path);
-        if (err == DUET_EBLOB && !b.mine && want_again(st, b.id) == DUET_OK &&
-            refetch != NULL) {
+        if (err == DUET_EBLOB && !b.mine && want_again(st, b.id) == DUET_OK && refetch != NULL) {
             *refetch = true;
         }
     }

@@ -50,8 +50,8 @@
 
 /* A voice item's body, decoded. */
 typedef struct duet_voice {
-    duet_blob_ref_t ref;                        /* id, key (secret), size, mime, duration */
-    char caption[DUET_VOICE_CAPTION_MAX + 1];   /* NUL-terminated; "" when there is none */
+    duet_blob_ref_t ref;                      /* id, key (secret), size, mime, duration */
+    char caption[DUET_VOICE_CAPTION_MAX + 1]; /* NUL-terminated; "" when there is none */
     size_t caption_len;
 } duet_voice_t;
 
@@ -59,13 +59,13 @@ typedef enum { DUET_VOICE_PARTIAL = 0, DUET_VOICE_AVAILABLE = 1 } duet_voice_sta
 
 /* One row of the blobs table. */
 typedef struct duet_voice_blob {
-    uint64_t n;                        /* insertion order */
+    uint64_t n; /* insertion order */
     uint8_t id[DUET_BLOB_ID_BYTES];
     uint8_t item[DUET_ITEM_ID_BYTES];
     bool mine;
     duet_voice_state_t state;
-    uint64_t size;                     /* plaintext bytes */
-    uint64_t fetched;                  /* sealed bytes taken in (partner's, once available) */
+    uint64_t size;    /* plaintext bytes */
+    uint64_t fetched; /* sealed bytes taken in (partner's, once available) */
 } duet_voice_blob_t;
 
 /* ---- the voice item body ------------------------------------------------------------- */
@@ -118,8 +118,7 @@ duet_err_t duet_voice_on_item(duet_store_t *st, const uint8_t item_id[DUET_ITEM_
  * none. And how many there are. */
 duet_err_t duet_voice_next_wanted(duet_store_t *st, uint64_t after,
                                   duet_voice_blob_t *b) DUET_MUST_CHECK;
-duet_err_t duet_voice_count_wanted(duet_store_t *st, uint64_t after,
-                                   uint64_t *n) DUET_MUST_CHECK;
+duet_err_t duet_voice_count_wanted(duet_store_t *st, uint64_t after, uint64_t *n) DUET_MUST_CHECK;
 
 /* The blob a partner blob row says is now complete: state available, fetched recorded, the
  * .rx file removed (after the commit is not needed: a stale .rx is ignored). */
@@ -141,8 +140,7 @@ duet_err_t duet_voice_load(duet_store_t *st, const uint8_t item_id[DUET_ITEM_ID_
                            duet_voice_t *v, duet_voice_blob_t *b) DUET_MUST_CHECK;
 
 /* Every blob row, in insertion order (malloc'd; free()). At most DUET_ITEMS_LIST_MAX. */
-duet_err_t duet_voice_blobs(duet_store_t *st, duet_voice_blob_t **out,
-                            size_t *n) DUET_MUST_CHECK;
+duet_err_t duet_voice_blobs(duet_store_t *st, duet_voice_blob_t **out, size_t *n) DUET_MUST_CHECK;
 
 /* The path of a blob's file: suffix "" (the blob), ".part" or ".rx". DUET_ETOOBIG when it
  * does not fit cap. */

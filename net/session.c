@@ -17,9 +17,9 @@ struct duet_session {
     duet_outbox_host_t host;
     bool host_live;
     duet_sync_t *eng;
-    duet_blobxfer_t *bx;                /* voice blobs, on the same link (core/blobxfer.h) */
+    duet_blobxfer_t *bx; /* voice blobs, on the same link (core/blobxfer.h) */
     duet_session_progress_fn on_progress;
-    duet_blobxfer_stats_t bx_final;     /* kept when the engine is dropped */
+    duet_blobxfer_stats_t bx_final; /* kept when the engine is dropped */
     duet_session_callbacks_t cb;
     bool open;
     bool closing;
