@@ -507,17 +507,21 @@ duet_err_t duet_blobxfer_flush(duet_blobxfer_t *bx)
     if (!bx->started) {
         abort();
     }
+    /* The store is only read when something changed (not after every socket read of a
+     * transfer): a blob finished or was given up, or new items may want blobs. */
     duet_err_t err = DUET_OK;
+    bool look = bx->dirty;
     if (bx->finished) {
         bx->finished = false;
+        look = true;
         err = commit_available(bx, &bx->done_row, bx->done_fetched);
     }
-    if (err == DUET_OK && (bx->dirty || !bx->in.active)) {
+    if (err == DUET_OK && look) {
         bx->dirty = false;
         err = take_next(bx);
-    }
-    if (err == DUET_OK) {
-        err = recount(bx);
+        if (err == DUET_OK) {
+            err = recount(bx);
+        }
     }
     return err == DUET_OK ? DUET_OK : fail(bx, err);
 }
