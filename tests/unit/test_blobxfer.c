@@ -545,6 +545,46 @@ static void test_frame_parser(void **state)
     assert_int_equal(duet_blobxfer_frame_type(odd, sizeof odd), 0);
 }
 
+/* The bytes docs/protocol/blob.md shows: STATE 0, the first WANT, the first DATA. */
+static void test_frame_bytes(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t id[16];
+    const uint8_t *fr;
+    size_t len;
+    static const uint8_t state0[] = {0x82, 0x00, 0x14, 0x01, 0x00};
+    duet_blobxfer_t *ea = duet_blobxfer_new(f->a, NULL);
+    assert_int_equal(duet_blobxfer_start(ea), DUET_OK);
+    assert_int_equal(duet_blobxfer_next_control(ea, &fr, &len), DUET_OK);
+    assert_int_equal(len, sizeof state0);
+    assert_memory_equal(fr, state0, sizeof state0);
+
+    send_voice(f, f->a, f->b, 3u << 20, "bytes.wav", id);
+    duet_voice_blob_t b = blob_of(f->b, id);
+    duet_blobxfer_t *eb = duet_blobxfer_new(f->b, NULL);
+    assert_int_equal(duet_blobxfer_start(eb), DUET_OK);
+    assert_int_equal(duet_blobxfer_next_control(eb, &fr, &len), DUET_OK); /* STATE 1 */
+    assert_int_equal(duet_blobxfer_next_control(eb, &fr, &len), DUET_OK); /* WANT */
+    static const uint8_t head[] = {0x85, 0x00, 0x10, 0x01, 0xc4, 0x20};
+    static const uint8_t tail[] = {0x02, 0x01, 0x03, 0x00, 0x04, 0xce, 0x00, 0x20, 0x02, 0x38};
+    assert_int_equal(len, sizeof head + 32 + sizeof tail);
+    assert_memory_equal(fr, head, sizeof head);
+    assert_memory_equal(fr + sizeof head, b.id, 32);
+    assert_memory_equal(fr + sizeof head + 32, tail, sizeof tail);
+
+    uint8_t want[128];
+    memcpy(want, fr, len);
+    assert_int_equal(duet_blobxfer_recv(ea, want, len), DUET_OK);
+    assert_int_equal(duet_blobxfer_next_data(ea, &fr, &len), DUET_OK);
+    static const uint8_t dhead[] = {0x85, 0x00, 0x11, 0x01, 0xc4, 0x20};
+    static const uint8_t dtail[] = {0x02, 0x01, 0x03, 0x00, 0x04, 0xc6, 0x00, 0x01, 0x00, 0x29};
+    assert_int_equal(len, sizeof dhead + 32 + sizeof dtail + UNIT);
+    assert_memory_equal(fr, dhead, sizeof dhead);
+    assert_memory_equal(fr + sizeof dhead + 32, dtail, sizeof dtail);
+    duet_blobxfer_free(ea);
+    duet_blobxfer_free(eb);
+}
+
 /* ---- tests: transfers ---------------------------------------------------------------- */
 
 static void test_clean_transfer_exact_bytes(void **state)
@@ -880,6 +920,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_body_roundtrip_and_strictness),
         cmocka_unit_test(test_frame_parser),
+        cmocka_unit_test_setup_teardown(test_frame_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clean_transfer_exact_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disconnects_resume_without_resending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loss_dup_reorder, setup, teardown),
