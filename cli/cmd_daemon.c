@@ -56,12 +56,18 @@ static void on_event(void *ctx, const char *json, size_t len)
 {
     daemon_out_t *o = ctx;
     if (o->cli->json) {
+        /* Flushed once per loop iteration (on_tick), not once per event. */
         fwrite(json, 1, len, stdout);
         fputc('\n', stdout);
-        fflush(stdout);
     } else {
         event_text(json, len);
     }
+}
+
+static void on_tick(void *ctx)
+{
+    (void)ctx;
+    fflush(stdout);
 }
 
 static void on_log(void *ctx, const char *line)
@@ -111,6 +117,7 @@ int duet_cmd_daemon(duet_cli_t *cli, int argc, char **argv)
         .lan = !no_lan,
         .on_event = on_event,
         .on_log = on_log,
+        .on_tick = on_tick,
         .ctx = &out,
     };
     uv_loop_t loop;

@@ -204,6 +204,28 @@ static duet_err_t join(char *out, const char *home, const char *name)
     return (n < 0 || n >= PATH_MAX_LEN) ? DUET_ETOOBIG : DUET_OK;
 }
 
+/* mkdir -p with mode 0700 for every folder it creates. */
+static duet_err_t mkdir_p(const char *path)
+{
+    char buf[PATH_MAX_LEN];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf) {
+        return DUET_ETOOBIG;
+    }
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] == '/' || buf[i] == 0) {
+            char c = buf[i];
+            buf[i] = 0;
+            if (mkdir(buf, 0700) != 0 && errno != EEXIST) {
+                return errno_err(errno);
+            }
+            buf[i] = c;
+        }
+    }
+    return DUET_OK;
+}
+
 static bool exists(const char *path)
 {
     struct stat st;
@@ -558,8 +580,8 @@ static duet_err_t create_at(const char *home, const duet_store_opts_t *opts, int
         (err = join(dbpath, home, DB_NAME)) != DUET_OK) {
         return err;
     }
-    if (mkdir(home, 0700) != 0 && errno != EEXIST) {
-        return errno_err(errno);
+    if ((err = mkdir_p(home)) != DUET_OK) {
+        return err;
     }
     if (exists(keypath) || exists(dbpath)) {
         return DUET_EALREADYINIT;

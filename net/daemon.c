@@ -47,6 +47,7 @@ struct duet_daemon {
     duet_control_t *ctl;
     duet_lan_t *lan;
     uv_timer_t due;              /* the next check-in instance falling due */
+    uv_prepare_t tick;           /* flushes the owner's buffered events each iteration */
     uint64_t due_after_ms;       /* reminder cursor: (time, instance) already announced */
     uint8_t due_after_inst[DUET_CHECKIN_ID_BYTES];
     bool due_has_inst;
@@ -451,6 +452,7 @@ static void stop(duet_daemon_t *d)
     uv_close((uv_handle_t *)&d->reconnect, NULL);
     uv_timer_stop(&d->due);
     uv_close((uv_handle_t *)&d->due, NULL);
+    uv_close((uv_handle_t *)&d->tick, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     if (d->server_live) {
@@ -471,6 +473,14 @@ static void stop(duet_daemon_t *d)
     if (d->lan != NULL) {
         duet_lan_stop(d->lan);
         d->lan = NULL;
+    }
+}
+
+static void on_tick(uv_prepare_t *h)
+{
+    duet_daemon_t *d = h->data;
+    if (d->o.on_tick != NULL) {
+        d->o.on_tick(d->o.ctx);
     }
 }
 
@@ -569,6 +579,9 @@ duet_err_t duet_daemon_run(uv_loop_t *loop, duet_store_t *st, const duet_daemon_
     d->reconnect.data = d;
     uv_timer_init(loop, &d->due);
     d->due.data = d;
+    uv_prepare_init(loop, &d->tick);
+    d->tick.data = d;
+    uv_prepare_start(&d->tick, on_tick);
     /* Reminders for what fell due in the last day too, then for each new one. */
     d->due_after_ms = duet_wallclock_ms(NULL) - 24u * 3600u * 1000u;
     uv_signal_init(loop, &d->sigint);
@@ -640,6 +653,9 @@ duet_err_t duet_daemon_run(uv_loop_t *loop, duet_store_t *st, const duet_daemon_
     schedule_due(d);
     uv_run(loop, UV_RUN_DEFAULT);
     emit(d, "{\"event\":\"stopped\"}");
+    if (d->o.on_tick != NULL) {
+        d->o.on_tick(d->o.ctx);
+    }
     sodium_memzero(&d->keys, sizeof d->keys);
     free(d);
     return DUET_OK;

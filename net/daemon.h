@@ -32,6 +32,8 @@ typedef struct duet_daemon_opts {
     void (*on_event)(void *ctx, const char *json, size_t len);
     /* One log line for people (stderr). */
     void (*on_log)(void *ctx, const char *line);
+    /* Once per loop iteration, before waiting for I/O: flush buffered output. May be NULL. */
+    void (*on_tick)(void *ctx);
     void *ctx;
 } duet_daemon_opts_t;
 
