@@ -36,6 +36,7 @@ struct duet_daemon {
     duet_store_t *st;
     duet_daemon_opts_t o;
     duet_session_keys_t keys;
+    duet_link_options_t link_opts;
     bool we_are_smaller; /* our X25519 key sorts first: our connections win ties */
     uv_tcp_t server;
     bool server_live;
@@ -341,7 +342,7 @@ static void on_connection(uv_stream_t *server, int status)
     }
     slot_t *sl = free_slot(d);
     duet_session_callbacks_t cb = make_cb(d);
-    if (duet_session_accept(server, d->st, &d->keys, NULL, &cb, &s) != DUET_OK) {
+    if (duet_session_accept(server, d->st, &d->keys, &d->link_opts, &cb, &s) != DUET_OK) {
         return;
     }
     if (sl == NULL) {
@@ -392,7 +393,8 @@ static void connect_to(duet_daemon_t *d, const struct sockaddr *addr)
     }
     duet_session_t *s;
     duet_session_callbacks_t cb = make_cb(d);
-    if (duet_session_connect(d->loop, d->st, (struct sockaddr *)&ss, &d->keys, NULL, &cb, &s) !=
+    if (duet_session_connect(d->loop, d->st, (struct sockaddr *)&ss, &d->keys, &d->link_opts, &cb,
+                             &s) !=
         DUET_OK) {
         schedule_reconnect(d, false);
         return;
@@ -556,6 +558,13 @@ duet_err_t duet_daemon_run(uv_loop_t *loop, duet_store_t *st, const duet_daemon_
     d->loop = loop;
     d->st = st;
     d->o = *opts;
+    duet_link_options_default(&d->link_opts);
+    if (opts->idle_ms > 0) {
+        d->link_opts.idle_ms = opts->idle_ms;
+        if (opts->idle_ms < d->link_opts.handshake_ms) {
+            d->link_opts.handshake_ms = opts->idle_ms;
+        }
+    }
     if ((err = load_keys(st, &d->keys, &d->we_are_smaller)) != DUET_OK) {
         sodium_memzero(d, sizeof *d);
         free(d);
