@@ -44,7 +44,8 @@ FUZZ_SECONDS ?= 30
 fuzz: deps
 	@CC=clang $(CMAKE) -S . -B $(BUILD)-fuzz -DCMAKE_BUILD_TYPE=Debug -DDUET_FUZZ=ON \
 	    -DDUET_BENCH=OFF >/dev/null
-	@$(CMAKE) --build $(BUILD)-fuzz -j $(JOBS)
+	@$(CMAKE) --build $(BUILD)-fuzz -j $(JOBS) --target \
+	    $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 	@bash tools/fuzz.sh $(BUILD)-fuzz $(FUZZ_SECONDS)
 
 # The sync simulation over many seeds (ctest runs a few thousand).
