@@ -58,14 +58,16 @@ const duet_cmd_t duet_commands[] = {
      "was stored by the relay).\n"
      "options:\n"
      "  --timeout SEC   give up after SEC seconds (default 60)\n"},
-    {"daemon", duet_cmd_daemon, "[--listen HOST:PORT] [--relay URL] [--no-lan]",
+    {"daemon", duet_cmd_daemon, "[--listen HOST:PORT] [--relay URL] [--no-lan] [--idle-timeout SEC]",
      "Stay in touch: sync with the partner whenever both are reachable.",
      "Writes events (received, delivered, read, partner online/offline) as it goes; with\n"
      "--json one JSON object per line. SIGINT or SIGTERM stops it cleanly.\n"
      "options:\n"
      "  --listen HOST:PORT  where the partner can reach this device\n"
      "  --relay URL         also keep in touch through this relay\n"
-     "  --no-lan            no LAN discovery (and no listening unless --listen)\n"},
+     "  --no-lan            no LAN discovery (and no listening unless --listen)\n"
+     "  --idle-timeout SEC  drop a connection silent (or not reading) for SEC seconds\n"
+     "                      (default 60; keepalives go out every SEC/3)\n"},
     {"watch", duet_cmd_watch, "", "Follow the running daemon's events.", ""},
     {"checkin", duet_cmd_checkin, "SUBCOMMAND ...",
      "Shared check-ins: a few questions, answered apart, revealed together.",

@@ -266,6 +266,11 @@ void duet_blobxfer_refresh(duet_blobxfer_t *bx)
     bx->dirty = true;
 }
 
+bool duet_blobxfer_needs_flush(const duet_blobxfer_t *bx)
+{
+    return bx->err == DUET_OK && (bx->dirty || bx->finished);
+}
+
 static void progress(duet_blobxfer_t *bx, bool incoming, const uint8_t item[DUET_ITEM_ID_BYTES],
                      uint64_t bytes, uint64_t total, bool complete)
 {

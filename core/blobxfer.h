@@ -164,6 +164,11 @@ void duet_blobxfer_refresh(duet_blobxfer_t *bx);
  * other transaction is open on the store (after duet_sync_flush), before pulling frames. */
 duet_err_t duet_blobxfer_flush(duet_blobxfer_t *bx) DUET_MUST_CHECK;
 
+/* Whether something waits for duet_blobxfer_flush() (a refresh, a finished blob): until
+ * then, the caller holds back the sync engine's frames, so that an ACK of the batch that
+ * stored a voice item never overtakes the STATE announcing its blob. */
+bool duet_blobxfer_needs_flush(const duet_blobxfer_t *bx);
+
 /* The next control frame (STATE, NOTHERE, WANT, MORE), or *len = 0. Send these before the
  * sync engine's frames. Valid until the next call on bx. */
 duet_err_t duet_blobxfer_next_control(duet_blobxfer_t *bx, const uint8_t **frame,

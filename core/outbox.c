@@ -205,7 +205,7 @@ static duet_err_t seal_one(duet_store_t *st, duet_ratchet_t *r, const uint8_t my
 {
     uint64_t seq;
     uint8_t ad[AD_LEN];
-    size_t wlen, elen;
+    size_t wlen = WIRE_MAX, elen;
     sqlite3_stmt *s;
     duet_err_t err = duet_store_meta_get_u64(st, "out_seq", 0, &seq);
     if (err != DUET_OK) {
@@ -262,7 +262,7 @@ static duet_err_t seal_one(duet_store_t *st, duet_ratchet_t *r, const uint8_t my
     err = duet_store_meta_set_u64(st, "out_seq", seq);
 cleanup:
     if (wire != NULL) {
-        sodium_memzero(wire, WIRE_MAX);
+        sodium_memzero(wire, wlen); /* what was written, not the whole 96 KiB buffer */
     }
     free(wire);
     free(env);
@@ -498,6 +498,8 @@ void duet_outbox_host_dispose(duet_outbox_host_t *h)
     }
     free(h->envbuf);
     free(h->pending);
+    free(h->prebuf);
+    sodium_free(h->plain);
     memset(h, 0, sizeof *h);
 }
 
@@ -535,9 +537,11 @@ duet_err_t duet_outbox_recv_state(duet_outbox_host_t *h, uint64_t *wm, uint64_t 
                                   size_t cap, size_t *n)
 {
     sqlite3_stmt *s;
+    duet_err_t err = DUET_OK;
     *n = 0;
-    duet_err_t err = duet_store_meta_get_u64(h->st, "in_wm", 0, wm);
-    if (err != DUET_OK) {
+    if (h->batch_open) {
+        *wm = h->wm; /* not yet in meta: written at the commit */
+    } else if ((err = duet_store_meta_get_u64(h->st, "in_wm", 0, wm)) != DUET_OK) {
         return err;
     }
     err = duet_store_prepare(h->st, "SELECT seq FROM inbound ORDER BY seq LIMIT ?1", &s);
@@ -599,12 +603,86 @@ static duet_err_t next_where(duet_outbox_host_t *h, const char *sql, uint64_t af
     return err;
 }
 
+#define PREFETCH_BYTES (256u << 10)
+
+/* Fill the read-ahead with the envelopes after `after`: one query for many envelopes. */
+static duet_err_t prefetch(duet_outbox_host_t *h, uint64_t after)
+{
+    sqlite3_stmt *s;
+    h->npre = 0;
+    h->pre_from = after;
+    if (h->prebuf == NULL && (h->prebuf = malloc(PREFETCH_BYTES + DUET_ENVELOPE_MAX)) == NULL) {
+        return DUET_ENOMEM;
+    }
+    duet_err_t err = duet_store_prepare(
+        h->st, "SELECT seq, envelope FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT 64", &s);
+    if (err != DUET_OK) {
+        return err;
+    }
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)after);
+    size_t used = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        size_t n = (size_t)sqlite3_column_bytes(s, 1);
+        if (n == 0 || n > DUET_ENVELOPE_MAX) {
+            err = DUET_ECORRUPT;
+            break;
+        }
+        memcpy(h->prebuf + used, sqlite3_column_blob(s, 1), n);
+        h->pre[h->npre].seq = (uint64_t)sqlite3_column_int64(s, 0);
+        h->pre[h->npre].off = used;
+        h->pre[h->npre].len = n;
+        h->npre++;
+        used += n;
+        if (used >= PREFETCH_BYTES) {
+            break; /* the next row could overflow the buffer */
+        }
+    }
+    sqlite3_reset(s);
+    if (err == DUET_OK && rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        err = duet_store_rc(h->st, rc);
+    }
+    if (err != DUET_OK) {
+        h->npre = 0;
+    }
+    return err;
+}
+
 duet_err_t duet_outbox_next(duet_outbox_host_t *h, uint64_t after, uint64_t *seq,
                             const uint8_t **env, size_t *len)
 {
-    return next_where(h,
-                      "SELECT seq, envelope FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT 1",
-                      after, seq, env, len);
+    *env = NULL;
+    *len = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        /* Valid only if the read-ahead started at or before `after`: then its first entry
+         * above `after` is the outbox's first row above it. Callers may ask again for the
+         * same `after`, so nothing is consumed. */
+        if (h->pre_from <= after) {
+            size_t lo = 0, hi = h->npre;
+            while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (h->pre[mid].seq <= after) {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            if (lo < h->npre) {
+                const struct duet_outbox_pre *p = &h->pre[lo];
+                *seq = p->seq;
+                *env = h->prebuf + p->off;
+                *len = p->len;
+                return DUET_OK;
+            }
+        }
+        if (pass == 0) {
+            duet_err_t err = prefetch(h, after);
+            if (err != DUET_OK) {
+                return err;
+            }
+        }
+    }
+    return DUET_ENOENT;
 }
 
 duet_err_t duet_outbox_next_unrelayed(duet_outbox_host_t *h, uint64_t after, uint64_t *seq,
@@ -640,10 +718,27 @@ duet_err_t duet_outbox_recv_begin(duet_outbox_host_t *h)
         return err;
     }
     err = ratchet_load(h->st, &h->ratchet);
+    if (err == DUET_OK) {
+        err = duet_store_meta_get_u64(h->st, "in_wm", 0, &h->wm);
+    }
+    if (err == DUET_OK) {
+        sqlite3_stmt *s;
+        err = duet_store_prepare(h->st, "SELECT count(*) FROM inbound", &s);
+        if (err == DUET_OK) {
+            int rc = sqlite3_step(s);
+            h->inbound_rows = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(s, 0) : 0;
+            err = rc == SQLITE_ROW ? DUET_OK : duet_store_rc(h->st, rc);
+            sqlite3_reset(s);
+        }
+    }
     if (err != DUET_OK) {
+        duet_ratchet_free(h->ratchet);
+        h->ratchet = NULL;
         duet_store_rollback(h->st);
         return err;
     }
+    h->max_hlc = 0;
+    h->wm_dirty = false;
     h->batch_open = true;
     h->npending = 0;
     return DUET_OK;
@@ -667,6 +762,12 @@ duet_err_t duet_outbox_recv_commit(duet_outbox_host_t *h)
         abort();
     }
     duet_err_t err = ratchet_save(h->st, h->ratchet);
+    if (err == DUET_OK && h->wm_dirty) {
+        err = duet_store_meta_set_u64(h->st, "in_wm", h->wm);
+    }
+    if (err == DUET_OK && h->max_hlc != 0) {
+        err = duet_items_clock_recv(h->st, h->max_hlc, h->now_ms ? h->now_ms(h->clock_ctx) : 0);
+    }
     if (err == DUET_OK) {
         err = duet_store_commit(h->st);
     }
@@ -693,8 +794,8 @@ static duet_err_t seq_known(duet_outbox_host_t *h, uint64_t seq, uint64_t wm, bo
 {
     sqlite3_stmt *s;
     *known = seq <= wm;
-    if (*known) {
-        return DUET_OK;
+    if (*known || h->inbound_rows == 0) {
+        return DUET_OK; /* nothing above the watermark: no need to look */
     }
     duet_err_t err = duet_store_prepare(h->st, "SELECT 1 FROM inbound WHERE seq = ?1", &s);
     if (err != DUET_OK) {
@@ -710,27 +811,34 @@ static duet_err_t seq_known(duet_outbox_host_t *h, uint64_t seq, uint64_t wm, bo
     return DUET_OK;
 }
 
-/* Record seq as received and move the watermark over what is now contiguous. */
+/* Record seq as received and move the watermark over what is now contiguous (in memory;
+ * written at the commit). */
 static duet_err_t mark_received(duet_outbox_host_t *h, uint64_t seq, uint64_t wm)
 {
     sqlite3_stmt *s;
     duet_err_t err;
     int rc;
-    if (seq != wm + 1) {
+    (void)wm;
+    if (seq != h->wm + 1) {
         if ((err = duet_store_prepare(h->st, "INSERT INTO inbound (seq) VALUES (?1)", &s))) {
             return err;
         }
         sqlite3_bind_int64(s, 1, (sqlite3_int64)seq);
         rc = sqlite3_step(s);
         sqlite3_reset(s);
-        return rc == SQLITE_DONE ? DUET_OK : duet_store_rc(h->st, rc);
+        if (rc != SQLITE_DONE) {
+            return duet_store_rc(h->st, rc);
+        }
+        h->inbound_rows++;
+        return DUET_OK;
     }
-    wm = seq;
-    for (;;) {
+    h->wm = seq;
+    h->wm_dirty = true;
+    while (h->inbound_rows > 0) {
         if ((err = duet_store_prepare(h->st, "DELETE FROM inbound WHERE seq = ?1", &s))) {
             return err;
         }
-        sqlite3_bind_int64(s, 1, (sqlite3_int64)(wm + 1));
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)(h->wm + 1));
         rc = sqlite3_step(s);
         sqlite3_reset(s);
         if (rc != SQLITE_DONE) {
@@ -739,9 +847,10 @@ static duet_err_t mark_received(duet_outbox_host_t *h, uint64_t seq, uint64_t wm
         if (sqlite3_changes(duet_store_db(h->st)) == 0) {
             break;
         }
-        wm++;
+        h->wm++;
+        h->inbound_rows--;
     }
-    return duet_store_meta_set_u64(h->st, "in_wm", wm);
+    return DUET_OK;
 }
 
 /* A read receipt from the partner: my items it names are now read. */
@@ -786,10 +895,8 @@ duet_err_t duet_outbox_recv_put(duet_outbox_host_t *h, uint64_t seq, const uint8
     if (!h->batch_open) {
         abort();
     }
-    duet_err_t err = duet_store_meta_get_u64(h->st, "in_wm", 0, &wm);
-    if (err != DUET_OK) {
-        return err;
-    }
+    duet_err_t err;
+    wm = h->wm;
     /* Dedup before decrypt, and refuse what is too far ahead to track. */
     if ((err = seq_known(h, seq, wm, &known)) != DUET_OK) {
         return err;
@@ -800,22 +907,20 @@ duet_err_t duet_outbox_recv_put(duet_outbox_host_t *h, uint64_t seq, const uint8
     if (seq > wm + DUET_SYNC_MAX_ABOVE) {
         return DUET_ERANGE;
     }
-    uint8_t *plain = malloc(WIRE_MAX);
-    if (plain == NULL) {
+    if (h->plain == NULL && (h->plain = sodium_malloc(WIRE_MAX)) == NULL) {
         return DUET_ENOMEM;
     }
+    uint8_t *plain = h->plain;
     envelope_ad(ad, h->partner_pk, h->my_pk);
     duet_rng_t rng = duet_store_rng(h->st);
     err = duet_ratchet_decrypt(h->ratchet, &rng, ad, sizeof ad, env, len, plain, WIRE_MAX, &plen);
     if (err != DUET_OK) {
-        /* Not ours to open (tampered, replayed, or from another session): drop it. */
-        sodium_memzero(plain, WIRE_MAX);
-        free(plain);
+        /* Not ours to open (tampered, replayed, or from another session): drop it. The
+         * ratchet wrote nothing on failure. */
         return err == DUET_ENOMEM ? err : DUET_EAUTH;
     }
     if ((err = wire_decode(plain, plen, &msg, &w)) != DUET_OK) {
-        sodium_memzero(plain, WIRE_MAX);
-        free(plain);
+        sodium_memzero(plain, plen);
         return err;
     }
     /* The sequence number inside is the truth: a relay that relabels an envelope only
@@ -827,14 +932,16 @@ duet_err_t duet_outbox_recv_put(duet_outbox_host_t *h, uint64_t seq, const uint8
         seq = w.seq;
     }
     if (DUET_KIND_VISIBLE(w.kind)) {
-        uint64_t now = h->now_ms ? h->now_ms(h->clock_ctx) : 0;
         /* Voice notes (voice.h): the blob the item names is wanted, recorded in this batch;
          * a body that does not decode keeps the item out (DUET_EDECODE, below). */
         if (w.kind == DUET_KIND_VOICE) {
             err = duet_voice_on_item(h->st, w.id, w.body, w.body_len);
         }
         if (err == DUET_OK) {
-            err = duet_items_put_partner(h->st, w.id, w.kind, w.hlc, w.body, w.body_len, now);
+            err = duet_items_put_partner_noclock(h->st, w.id, w.kind, w.hlc, w.body, w.body_len);
+        }
+        if (w.hlc > h->max_hlc) {
+            h->max_hlc = w.hlc; /* merged into the clock once, at the commit */
         }
         if (err == DUET_EEXIST) {
             err = DUET_OK; /* the same item under another number: keep one */
@@ -869,8 +976,7 @@ duet_err_t duet_outbox_recv_put(duet_outbox_host_t *h, uint64_t seq, const uint8
     }
 done:
     duet_codec_msg_dispose(&msg);
-    sodium_memzero(plain, WIRE_MAX);
-    free(plain);
+    sodium_memzero(plain, plen);
     return err;
 }
 
@@ -881,6 +987,7 @@ duet_err_t duet_outbox_acked(duet_outbox_host_t *h, uint64_t wm, const uint64_t 
     duet_err_t err = DUET_OK;
     bool own = !h->batch_open;
     *items = 0;
+    h->npre = 0; /* rows are about to go: read ahead again next time */
     if (own && (err = duet_store_begin(h->st)) != DUET_OK) {
         return err;
     }

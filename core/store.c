@@ -14,7 +14,7 @@
 #define KEYFILE_NAME "store.key"
 #define DB_NAME "duet.db"
 #define PATH_MAX_LEN 4096
-#define STMT_CACHE 96
+#define STMT_CACHE 256
 
 /* Key file: magic (8) || mode (1) || mode 0: key (32)
  *                                  || mode 1: opslimit u64 BE || memlimit u64 BE ||
@@ -214,6 +214,28 @@ static duet_err_t join(char *out, const char *home, const char *name)
 {
     int n = snprintf(out, PATH_MAX_LEN, "%s/%s", home, name);
     return (n < 0 || n >= PATH_MAX_LEN) ? DUET_ETOOBIG : DUET_OK;
+}
+
+/* mkdir -p with mode 0700 for every folder it creates. */
+static duet_err_t mkdir_p(const char *path)
+{
+    char buf[PATH_MAX_LEN];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf) {
+        return DUET_ETOOBIG;
+    }
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] == '/' || buf[i] == 0) {
+            char c = buf[i];
+            buf[i] = 0;
+            if (mkdir(buf, 0700) != 0 && errno != EEXIST) {
+                return errno_err(errno);
+            }
+            buf[i] = c;
+        }
+    }
+    return DUET_OK;
 }
 
 static bool exists(const char *path)
@@ -570,8 +592,8 @@ static duet_err_t create_at(const char *home, const duet_store_opts_t *opts, int
         (err = join(dbpath, home, DB_NAME)) != DUET_OK) {
         return err;
     }
-    if (mkdir(home, 0700) != 0 && errno != EEXIST) {
-        return errno_err(errno);
+    if ((err = mkdir_p(home)) != DUET_OK) {
+        return err;
     }
     if (exists(keypath) || exists(dbpath)) {
         return DUET_EALREADYINIT;

@@ -88,6 +88,11 @@ struct duet_link {
     uint64_t above_low_since;
     uint64_t close_deadline;
     size_t wqueue;     /* bytes in write requests not yet called back */
+    /* While corked, sealed records accumulate here and go out in one write at uncork (one
+     * syscall for many small records); counted in duet_link_write_queue_size. */
+    bool corked;
+    struct link_wreq *cork;
+    size_t cork_cap;
     size_t rpos, rend; /* unprocessed input in rbuf */
     char peer[DUET_ADDR_STRLEN];
     link_secrets_t *sec; /* NULL for raw links */
@@ -100,6 +105,7 @@ static void link_on_timer(uv_timer_t *t);
 static void link_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void link_process(duet_link_t *l);
 static void link_close_graceful(duet_link_t *l, duet_err_t err);
+static duet_err_t link_flush_cork(duet_link_t *l);
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
@@ -173,6 +179,10 @@ static void link_wipe_input(duet_link_t *l)
 
 static void link_free(duet_link_t *l)
 {
+    if (l->cork != NULL) {
+        sodium_memzero(l->cork, sizeof *l->cork);
+        free(l->cork);
+    }
     if (l->sec != NULL) {
         duet_noise_hs_dispose(&l->sec->hs);
         sodium_free(l->sec);
@@ -257,6 +267,10 @@ static void link_close_graceful(duet_link_t *l, duet_err_t err)
         link_finish(l);
         return;
     }
+    l->corked = false;
+    if (l->state == LINK_OPEN && link_flush_cork(l) != DUET_OK) {
+        return; /* the write failed and closed the link */
+    }
     l->state = LINK_CLOSING;
     link_wipe_input(l);
     l->paused = false;
@@ -313,9 +327,30 @@ static link_wreq_t *link_wreq_new(duet_link_t *l, size_t len)
     return w;
 }
 
-/* Hand w to libuv. On failure w is freed and the link failed; the error is returned. */
+static duet_err_t link_write(duet_link_t *l, link_wreq_t *w);
+
+/* Write what the cork holds, if anything. */
+static duet_err_t link_flush_cork(duet_link_t *l)
+{
+    link_wreq_t *w = l->cork;
+    if (w == NULL) {
+        return DUET_OK;
+    }
+    l->cork = NULL;
+    return link_write(l, w);
+}
+
+/* Hand w to libuv. On failure w is freed and the link failed; the error is returned. Corked
+ * bytes go first, so records keep their order (Noise nonces depend on it). */
 static duet_err_t link_write(duet_link_t *l, link_wreq_t *w)
 {
+    if (l->cork != NULL && l->cork != w) {
+        duet_err_t ce = link_flush_cork(l);
+        if (ce != DUET_OK) {
+            free(w);
+            return ce;
+        }
+    }
     uv_buf_t b = uv_buf_init((char *)w->data, (unsigned int)w->len);
     int r = uv_write(&w->req, (uv_stream_t *)&l->tcp, &b, 1, link_on_write);
     if (r != 0) {
@@ -334,10 +369,38 @@ static duet_err_t link_write(duet_link_t *l, link_wreq_t *w)
     return DUET_OK;
 }
 
+#define LINK_CORK_SIZE (64u << 10)
+
 /* Seal and write one record (secure links). */
 static duet_err_t link_write_sealed(duet_link_t *l, const uint8_t *rec, size_t len)
 {
     size_t wire = duet_frame_sealed_size(len);
+    if (l->corked) {
+        if (l->cork != NULL && l->cork->len + wire > l->cork_cap) {
+            duet_err_t fe = link_flush_cork(l);
+            if (fe != DUET_OK) {
+                return fe;
+            }
+        }
+        if (l->cork == NULL) {
+            size_t cap = wire > LINK_CORK_SIZE ? wire : LINK_CORK_SIZE;
+            l->cork = link_wreq_new(l, cap);
+            if (l->cork == NULL) {
+                return DUET_ENOMEM;
+            }
+            l->cork->len = 0;
+            l->cork_cap = cap;
+        }
+        size_t n;
+        duet_err_t se =
+            duet_frame_seal(&l->sec->tx, rec, len, l->cork->data + l->cork->len, wire, &n);
+        if (se != DUET_OK) {
+            link_fail(l, se, "cannot seal a record");
+            return se;
+        }
+        l->cork->len += n;
+        return DUET_OK;
+    }
     link_wreq_t *w = link_wreq_new(l, wire);
     if (w == NULL) {
         return DUET_ENOMEM;
@@ -379,7 +442,7 @@ duet_err_t duet_link_send(duet_link_t *l, const uint8_t *rec, size_t len)
     } else if (len > DUET_LINK_MAX_RECORD) {
         return DUET_ETOOBIG;
     }
-    if (l->wqueue > l->opt.high_water) {
+    if (duet_link_write_queue_size(l) > l->opt.high_water) {
         return DUET_EAGAIN;
     }
     if (l->mode == DUET_LINK_RAW) {
@@ -390,7 +453,23 @@ duet_err_t duet_link_send(duet_link_t *l, const uint8_t *rec, size_t len)
 
 size_t duet_link_write_queue_size(const duet_link_t *link)
 {
-    return link->wqueue;
+    return link->wqueue + (link->cork != NULL ? link->cork->len : 0);
+}
+
+void duet_link_cork(duet_link_t *link)
+{
+    if (link->mode != DUET_LINK_RAW) {
+        link->corked = true;
+    }
+}
+
+void duet_link_uncork(duet_link_t *link)
+{
+    link->corked = false;
+    if (link->state == LINK_OPEN || link->state == LINK_CLOSING) {
+        duet_err_t ignored = link_flush_cork(link); /* a failure closes the link */
+        (void)ignored;
+    }
 }
 
 /* ---- timers ----------------------------------------------------------------------------- */

@@ -185,6 +185,12 @@ void duet_link_close(duet_link_t *link, duet_err_t err);
 void duet_link_pause_read(duet_link_t *link);
 void duet_link_resume_read(duet_link_t *link);
 
+/* Cork and uncork (secure links): between the two, records sent are sealed into one buffer
+ * and written with one system call at uncork (or when 64 KiB have gathered), as TCP_CORK
+ * would. Other writes (keepalives, close) flush it first, so order is kept. */
+void duet_link_cork(duet_link_t *link);
+void duet_link_uncork(duet_link_t *link);
+
 /* The bytes queued by this link for the socket and not yet written (libuv's write
  * callback not yet called): the measure high_water and low_water apply to. */
 size_t duet_link_write_queue_size(const duet_link_t *link);
