@@ -136,7 +136,7 @@ static bool inbox_voice(duet_store_t *st, const duet_item_t *it, duet_voice_t *v
 void duet_cli_voice_fields(duet_cli_t *cli, duet_store_t *st, const duet_item_t *it)
 {
     duet_voice_t v;
-    duet_voice_blob_t b;
+    duet_voice_blob_t b = {0};
     duet_json_knull(&cli->j, "text");
     duet_json_key(&cli->j, "voice");
     if (!inbox_voice(st, it, &v, &b)) {
@@ -163,7 +163,7 @@ void duet_cli_voice_fields(duet_cli_t *cli, duet_store_t *st, const duet_item_t 
 void duet_cli_voice_line(duet_cli_t *cli, duet_store_t *st, const duet_item_t *it)
 {
     duet_voice_t v;
-    duet_voice_blob_t b;
+    duet_voice_blob_t b = {0};
     char dur[16];
     if (!inbox_voice(st, it, &v, &b)) {
         printf("(voice note)\n");
@@ -366,7 +366,7 @@ static int voice_save(duet_cli_t *cli, int argc, char **argv)
     if ((rc = duet_cli_open(cli, &st)) != 0) {
         return rc;
     }
-    duet_voice_blob_t b;
+    duet_voice_blob_t b = {0};
     if ((rc = resolve(cli, st, "voice save", pos[0], &b)) != 0) {
         duet_store_close(st);
         return rc;
@@ -490,7 +490,7 @@ static int voice_play(duet_cli_t *cli, int argc, char **argv)
     if ((rc = duet_cli_open(cli, &st)) != 0) {
         return rc;
     }
-    duet_voice_blob_t b;
+    duet_voice_blob_t b = {0};
     duet_voice_t v;
     if ((rc = resolve(cli, st, "voice play", pos[0], &b)) != 0) {
         duet_store_close(st);

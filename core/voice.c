@@ -90,9 +90,9 @@ duet_err_t duet_voice_decode(const uint8_t *body, size_t len, duet_voice_t *v)
     if (duet_codec_map(&msg.root, fields, 6, f) != DUET_OK ||
         duet_codec_get_fixed(f[1], v->ref.id, DUET_BLOB_ID_BYTES) != DUET_OK ||
         duet_codec_get_fixed(f[2], v->ref.key, DUET_BLOB_KEY_BYTES) != DUET_OK ||
-        duet_codec_get_uint(f[3], 1, DUET_BLOB_MAX, &size) != DUET_OK ||
+        duet_codec_get_uint(f[3], 1, (uint64_t)DUET_BLOB_MAX, &size) != DUET_OK ||
         duet_codec_get_str(f[4], 1, DUET_BLOB_MIME_MAX, &s, &slen) != DUET_OK ||
-        duet_codec_get_uint(f[5], 0, DUET_AUDIO_MAX_DURATION_MS, &duration) != DUET_OK) {
+        duet_codec_get_uint(f[5], 0, (uint64_t)DUET_AUDIO_MAX_DURATION_MS, &duration) != DUET_OK) {
         goto cleanup;
     }
     memcpy(v->ref.mime, s, slen);
@@ -483,7 +483,7 @@ static duet_err_t check_input(const char *path, duet_audio_info_t *info)
     if (sb.st_size == 0) {
         return DUET_EEMPTY;
     }
-    if ((uint64_t)sb.st_size > DUET_BLOB_MAX) {
+    if ((uint64_t)sb.st_size > (uint64_t)DUET_BLOB_MAX) {
         return DUET_ETOOBIG;
     }
     return duet_audio_detect(path, info);

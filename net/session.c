@@ -18,7 +18,7 @@ struct duet_session {
     bool host_live;
     duet_sync_t *eng;
     duet_blobxfer_t *bx; /* voice blobs, on the same link (core/blobxfer.h) */
-    duet_session_progress_fn on_progress;
+    duet_session_progress_fn_t on_progress;
     duet_blobxfer_stats_t bx_final; /* kept when the engine is dropped */
     duet_session_callbacks_t cb;
     bool open;
@@ -486,7 +486,7 @@ duet_err_t duet_session_peer_error(const duet_session_t *s, uint32_t *peer_versi
     return s->eng ? duet_sync_peer_error(s->eng, peer_version) : DUET_OK;
 }
 
-void duet_session_on_progress(duet_session_t *s, duet_session_progress_fn fn)
+void duet_session_on_progress(duet_session_t *s, duet_session_progress_fn_t fn)
 {
     s->on_progress = fn;
 }

@@ -88,9 +88,9 @@ duet_err_t duet_session_peer_error(const duet_session_t *s, uint32_t *peer_versi
  * control frames first, then sync frames, then blob DATA, and says "done" only when both
  * engines are done. fn (may be NULL) hears every step of a blob moving in either
  * direction, with the callbacks' ctx. */
-typedef void (*duet_session_progress_fn)(duet_session_t *s, void *ctx,
+typedef void (*duet_session_progress_fn_t)(duet_session_t *s, void *ctx,
                                          const duet_blobxfer_progress_t *p);
-void duet_session_on_progress(duet_session_t *s, duet_session_progress_fn fn);
+void duet_session_on_progress(duet_session_t *s, duet_session_progress_fn_t fn);
 
 /* The blob engine's counters on this session (kept after it ends). */
 void duet_session_blob_stats(const duet_session_t *s, duet_blobxfer_stats_t *out);
