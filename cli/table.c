@@ -55,7 +55,9 @@ const duet_cmd_t duet_commands[] = {
     {"sync", duet_cmd_sync, "--connect HOST:PORT | --relay URL | --lan [--timeout SEC]",
      "Exchange everything waiting, both ways, once, then stop.",
      "Exits 0 only when everything queued here reached the partner (or, through a relay,\n"
-     "was stored by the relay).\n"
+     "was stored by the relay). Voice notes go both ways too, each resuming where it\n"
+     "stopped; their progress shows as a bar on a terminal ({\"event\":\"progress\"}\n"
+     "records with --json).\n"
      "options:\n"
      "  --timeout SEC   give up after SEC seconds (default 60)\n"},
     {"daemon", duet_cmd_daemon, "[--listen HOST:PORT] [--relay URL] [--no-lan] [--idle-timeout SEC]",
