@@ -316,9 +316,11 @@ static int wait_for(duet_cli_t *cli, duet_store_t *st, duet_voice_blob_t *b, uin
     duet_cli_progress_init(cli, &pr);
     uint64_t total = duet_blob_sealed_size(b->size);
     uint64_t polls = timeout_s * 1000u / WAIT_POLL_MS;
+    uint8_t id[DUET_BLOB_ID_BYTES];
+    memcpy(id, b->id, sizeof id); /* b is rewritten by each look */
     for (uint64_t i = 0;; i++) {
         uint64_t have = 0;
-        duet_err_t err = duet_voice_blob(st, b->id, b);
+        duet_err_t err = duet_voice_blob(st, id, b);
         if (err == DUET_OK) {
             err = duet_voice_progress(st, b, &have, NULL);
         }

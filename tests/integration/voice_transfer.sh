@@ -11,7 +11,8 @@
 #  - a byte flipped in a stored chunk of a partial blob is found and exactly the chunks
 #    from it on are fetched again; a blob damaged after arrival is refused by `voice save`,
 #    fetched again at the next sync, then saved intact;
-#  - `voice save` says "not here yet" before the bytes arrive; voice notes go both ways.
+#  - `voice save` says "not here yet" before the bytes arrive, and with --wait waits while
+#    the daemon fetches; voice notes go both ways.
 . "$(dirname "$0")/lib.bash"
 UNIT=65577                      # a storage unit: the header with chunk 0; other chunks 65553
 MIB=1048576
@@ -156,6 +157,8 @@ interrupt sender $((6 * MIB)) >/dev/null || fail "the 12 MiB transfer was not in
 sleep 0.3 # b's session notices the reset and lets the partial file go
 nothere=$(d b voice save "$mid" "$W/mid.got" 2>&1) && fail "saved a voice note that is not here"
 [[ $nothere == *"not here yet"* ]] || fail "voice save before arrival: $nothere"
+waited=$(d b voice save "$mid" "$W/mid.got" --wait 1 2>&1) && fail "--wait saved what is not here"
+[[ $waited == *'"event":"progress"'*"timed out"* ]] || fail "voice save --wait: $waited"
 part=$(ls "$W"/b/blobs/*.part)
 stored=$(stat -c %s "$part")
 bad=$((24 + 65553 * 10))
@@ -164,8 +167,11 @@ import sys
 with open(sys.argv[1], "r+b") as f:
     f.seek(int(sys.argv[2])); c = f.read(1); f.seek(int(sys.argv[2])); f.write(bytes([c[0] ^ 4]))
 PY
+start "$W/save-wait.log" d b voice save "$mid" "$W/mid.got" --wait 60 # while b's daemon fetches
+saver=$BG
 d a sync --connect "$ADDR" --timeout 60 >"$W/sync-mid2.log" 2>&1 || fail "sync after the flip: $(cat "$W/sync-mid2.log")"
-d b voice save "$mid" "$W/mid.got" >/dev/null || fail "save after the flip"
+wait "$saver" || fail "voice save --wait: $(cat "$W/save-wait.log")"
+[[ $(tail -1 "$W/save-wait.log") == *'"event":"saved"'* ]] || fail "voice save --wait: $(cat "$W/save-wait.log")"
 cmp -s "$W/mid.wav" "$W/mid.got" || fail "12 MiB differs after a flipped byte"
 row=$(d b voice list | jlines 'json.dumps([x for x in L if x["id"] == sys.argv[2]][0])' "$mid")
 sealed=$(jget "$row" 'o["sealed"]')
