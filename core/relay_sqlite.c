@@ -1,0 +1,822 @@
+/* see relay_sqlite.h */
+#include "relay_sqlite.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+#include <sqlite3.h>
+
+#include "store.h"
+
+#define NP_COUNT 10000u /* nameplates 1..9999; index 0 unused */
+
+enum { NP_FREE = 0, NP_ALLOCATED, NP_CLAIMED };
+
+/* The prepared statements, by index. */
+enum {
+    S_MB_FIND,
+    S_MB_INSERT,
+    S_MB_UPDATE,
+    S_MB_COUNTS,
+    S_MB_DEC,
+    S_OBJ_FIND,
+    S_OBJ_INSERT,
+    S_OBJ_REPLACE,
+    S_OBJ_DELETE,
+    S_LIST_ANY,
+    S_LIST_CLASS,
+    S_GET,
+    S_EXPIRED,
+    S_MB_EXPIRED_OWN,
+    S_MB_PURGE,
+    S_BEGIN,
+    S_COMMIT,
+    S_ROLLBACK,
+    S_COUNT
+};
+
+static const char *const sql_text[S_COUNT] = {
+    [S_MB_FIND] = "SELECT id, last_cursor, items, bytes FROM mailboxes WHERE mbox = ?1",
+    [S_MB_INSERT] = "INSERT INTO mailboxes (mbox, last_cursor, items, bytes, touched) "
+                    "VALUES (?1, 0, 0, 0, ?2)",
+    [S_MB_UPDATE] = "UPDATE mailboxes SET last_cursor = ?2, items = ?3, bytes = ?4, "
+                    "touched = ?5 WHERE id = ?1",
+    [S_MB_COUNTS] = "UPDATE mailboxes SET items = ?2, bytes = ?3 WHERE id = ?1",
+    [S_MB_DEC] = "UPDATE mailboxes SET items = items - 1, bytes = bytes - ?2 WHERE id = ?1",
+    [S_OBJ_FIND] = "SELECT id, cursor, cls, len FROM objects WHERE mb = ?1 AND oid = ?2",
+    [S_OBJ_INSERT] = "INSERT INTO objects (mb, cursor, cls, oid, len, expires, data) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [S_OBJ_REPLACE] = "UPDATE objects SET cursor = ?2, len = ?3, expires = ?4, data = ?5 "
+                      "WHERE id = ?1",
+    [S_OBJ_DELETE] = "DELETE FROM objects WHERE id = ?1",
+    [S_LIST_ANY] = "SELECT cursor, cls, oid, len FROM objects WHERE mb = ?1 AND cursor > ?2 "
+                   "AND expires > ?3 ORDER BY cursor LIMIT ?4",
+    [S_LIST_CLASS] = "SELECT cursor, cls, oid, len FROM objects WHERE mb = ?1 AND cursor > ?2 "
+                     "AND expires > ?3 AND cls = ?5 ORDER BY cursor LIMIT ?4",
+    [S_GET] = "SELECT cursor, cls, len, data FROM objects WHERE mb = ?1 AND oid = ?2 "
+              "AND expires > ?3",
+    [S_EXPIRED] = "SELECT id, mb, len FROM objects WHERE expires <= ?1 LIMIT ?2",
+    [S_MB_EXPIRED_OWN] = "SELECT id, len FROM objects WHERE mb = ?1 AND expires <= ?2",
+    [S_MB_PURGE] = "DELETE FROM mailboxes WHERE items = 0 AND touched <= ?1",
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+};
+
+static const char schema[] =
+    "CREATE TABLE IF NOT EXISTS mailboxes ("
+    " id INTEGER PRIMARY KEY,"
+    " mbox BLOB NOT NULL UNIQUE,"
+    " last_cursor INTEGER NOT NULL,"
+    " items INTEGER NOT NULL,"
+    " bytes INTEGER NOT NULL,"
+    " touched INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS objects ("
+    " id INTEGER PRIMARY KEY,"
+    " mb INTEGER NOT NULL,"
+    " cursor INTEGER NOT NULL,"
+    " cls INTEGER NOT NULL,"
+    " oid BLOB NOT NULL,"
+    " len INTEGER NOT NULL,"
+    " expires INTEGER NOT NULL,"
+    " data BLOB NOT NULL,"
+    " UNIQUE (mb, oid),"
+    " UNIQUE (mb, cursor));"
+    "CREATE INDEX IF NOT EXISTS objects_expires ON objects (expires);";
+
+struct duet_relay_sqlite {
+    sqlite3 *db;
+    sqlite3_stmt *st[S_COUNT];
+    bool in_batch;
+    uint64_t bytes;       /* data bytes in the store, committed */
+    int64_t batch_bytes;  /* change made by the open batch */
+    uint8_t *getbuf;      /* get's result */
+    size_t getbuf_cap;
+    uint8_t np_state[NP_COUNT];
+    uint64_t np_expires[NP_COUNT];
+};
+
+typedef struct mailbox {
+    int64_t id;
+    uint64_t last_cursor, items, bytes;
+} mailbox_t;
+
+static duet_err_t map_rc(duet_relay_sqlite_t *s, int rc)
+{
+    duet_err_t err = duet_store_err(rc);
+    if (err == DUET_EIO || err == DUET_EDB) {
+        int e = s->db != NULL ? sqlite3_system_errno(s->db) : 0;
+        if (e == ENOSPC || e == EDQUOT) {
+            return DUET_ENOSPC;
+        }
+        if (e == EROFS) {
+            return DUET_EREADONLY;
+        }
+        if (e == EACCES) {
+            return DUET_EPERM;
+        }
+        return DUET_EIO;
+    }
+    return err;
+}
+
+static sqlite3_stmt *stmt(duet_relay_sqlite_t *s, int i)
+{
+    sqlite3_stmt *st = s->st[i];
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return st;
+}
+
+/* Step a statement that returns no row; reset it. */
+static duet_err_t run(duet_relay_sqlite_t *s, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? DUET_OK : map_rc(s, rc);
+}
+
+static int64_t i64(uint64_t v)
+{
+    return v > INT64_MAX ? INT64_MAX : (int64_t)v;
+}
+
+static uint64_t col_u64(sqlite3_stmt *st, int i)
+{
+    int64_t v = sqlite3_column_int64(st, i);
+    return v < 0 ? 0 : (uint64_t)v;
+}
+
+/* ---- open and close -------------------------------------------------------------------- */
+
+static duet_err_t exec(duet_relay_sqlite_t *s, const char *sql)
+{
+    int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? DUET_OK : map_rc(s, rc);
+}
+
+static duet_err_t setup(duet_relay_sqlite_t *s)
+{
+    sqlite3_stmt *st = NULL;
+    duet_err_t err;
+    int rc;
+
+    sqlite3_busy_timeout(s->db, DUET_RELAY_SQLITE_BUSY_MS);
+    sqlite3_extended_result_codes(s->db, 1);
+    /* Exclusive locking before the first access: WAL then needs no shared memory, and the
+     * lock taken below keeps a second relay out of this folder. */
+    if ((err = exec(s, "PRAGMA locking_mode = EXCLUSIVE")) != DUET_OK) {
+        return err;
+    }
+    rc = sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL);
+    if (rc != SQLITE_OK) {
+        return map_rc(s, rc);
+    }
+    rc = sqlite3_step(st);
+    int version = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW) {
+        return map_rc(s, rc);
+    }
+    if (version > DUET_RELAY_SQLITE_SCHEMA) {
+        return DUET_ESCHEMANEW;
+    }
+    if ((err = exec(s, "PRAGMA journal_mode = WAL")) != DUET_OK ||
+        (err = exec(s, "PRAGMA synchronous = FULL")) != DUET_OK ||
+        (err = exec(s, "PRAGMA secure_delete = FAST")) != DUET_OK ||
+        (err = exec(s, "PRAGMA journal_size_limit = 16777216")) != DUET_OK) {
+        return err;
+    }
+    if ((err = exec(s, "BEGIN IMMEDIATE")) != DUET_OK) {
+        return err;
+    }
+    err = exec(s, schema);
+    if (err == DUET_OK && version < DUET_RELAY_SQLITE_SCHEMA) {
+        err = exec(s, "PRAGMA user_version = 1");
+    }
+    if (err == DUET_OK) {
+        err = exec(s, "COMMIT");
+    }
+    if (err != DUET_OK) {
+        (void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return err;
+    }
+    for (int i = 0; i < S_COUNT; i++) {
+        rc = sqlite3_prepare_v3(s->db, sql_text[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
+                                NULL);
+        if (rc != SQLITE_OK) {
+            return map_rc(s, rc);
+        }
+    }
+    rc = sqlite3_prepare_v2(s->db, "SELECT coalesce(sum(len), 0) FROM objects", -1, &st, NULL);
+    if (rc != SQLITE_OK) {
+        return map_rc(s, rc);
+    }
+    rc = sqlite3_step(st);
+    s->bytes = rc == SQLITE_ROW ? col_u64(st, 0) : 0;
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? DUET_OK : map_rc(s, rc);
+}
+
+duet_err_t duet_relay_sqlite_open(const char *path, duet_relay_sqlite_t **out)
+{
+    *out = NULL;
+    duet_relay_sqlite_t *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        return DUET_ENOMEM;
+    }
+    int rc = sqlite3_open_v2(path, &s->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             NULL);
+    duet_err_t err = rc == SQLITE_OK ? setup(s) : map_rc(s, rc);
+    if (err == DUET_EDB) {
+        err = DUET_ECORRUPT; /* not a database, or not ours */
+    }
+    if (err != DUET_OK) {
+        duet_relay_sqlite_close(s);
+        return err;
+    }
+    *out = s;
+    return DUET_OK;
+}
+
+void duet_relay_sqlite_close(duet_relay_sqlite_t *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    if (s->in_batch) {
+        (void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    for (int i = 0; i < S_COUNT; i++) {
+        sqlite3_finalize(s->st[i]);
+    }
+    sqlite3_close(s->db);
+    free(s->getbuf);
+    free(s);
+}
+
+/* ---- batches --------------------------------------------------------------------------- */
+
+static duet_err_t st_begin(void *ctx)
+{
+    duet_relay_sqlite_t *s = ctx;
+    if (s->in_batch) {
+        abort();
+    }
+    duet_err_t err = run(s, stmt(s, S_BEGIN));
+    if (err == DUET_OK) {
+        s->in_batch = true;
+        s->batch_bytes = 0;
+    }
+    return err;
+}
+
+static void st_rollback(void *ctx)
+{
+    duet_relay_sqlite_t *s = ctx;
+    if (!s->in_batch) {
+        return;
+    }
+    if (sqlite3_get_autocommit(s->db) == 0) {
+        (void)run(s, stmt(s, S_ROLLBACK));
+    }
+    s->in_batch = false;
+    s->batch_bytes = 0;
+}
+
+static duet_err_t st_commit(void *ctx)
+{
+    duet_relay_sqlite_t *s = ctx;
+    if (!s->in_batch) {
+        abort();
+    }
+    duet_err_t err = run(s, stmt(s, S_COMMIT));
+    if (err != DUET_OK) {
+        st_rollback(s); /* SQLite may have rolled back already; make sure */
+        return err;
+    }
+    s->bytes = (uint64_t)((int64_t)s->bytes + s->batch_bytes);
+    s->batch_bytes = 0;
+    s->in_batch = false;
+    return DUET_OK;
+}
+
+/* ---- mailboxes and objects ------------------------------------------------------------ */
+
+static duet_err_t mb_find(duet_relay_sqlite_t *s, const uint8_t mbox[32], mailbox_t *mb,
+                          bool *found)
+{
+    sqlite3_stmt *st = stmt(s, S_MB_FIND);
+    memset(mb, 0, sizeof *mb);
+    *found = false;
+    sqlite3_bind_blob(st, 1, mbox, 32, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        mb->id = sqlite3_column_int64(st, 0);
+        mb->last_cursor = col_u64(st, 1);
+        mb->items = col_u64(st, 2);
+        mb->bytes = col_u64(st, 3);
+        *found = true;
+        rc = SQLITE_DONE;
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? DUET_OK : map_rc(s, rc);
+}
+
+static duet_err_t mb_save(duet_relay_sqlite_t *s, const mailbox_t *mb, uint64_t now_ms)
+{
+    sqlite3_stmt *st = stmt(s, S_MB_UPDATE);
+    sqlite3_bind_int64(st, 1, mb->id);
+    sqlite3_bind_int64(st, 2, i64(mb->last_cursor));
+    sqlite3_bind_int64(st, 3, i64(mb->items));
+    sqlite3_bind_int64(st, 4, i64(mb->bytes));
+    sqlite3_bind_int64(st, 5, i64(now_ms));
+    return run(s, st);
+}
+
+static duet_err_t mb_counts(duet_relay_sqlite_t *s, const mailbox_t *mb)
+{
+    sqlite3_stmt *st = stmt(s, S_MB_COUNTS);
+    sqlite3_bind_int64(st, 1, mb->id);
+    sqlite3_bind_int64(st, 2, i64(mb->items));
+    sqlite3_bind_int64(st, 3, i64(mb->bytes));
+    return run(s, st);
+}
+
+typedef struct object {
+    int64_t id;
+    uint64_t cursor, len;
+    uint8_t cls;
+} object_t;
+
+static duet_err_t obj_find(duet_relay_sqlite_t *s, int64_t mb, const uint8_t *oid,
+                           size_t oid_len, object_t *o, bool *found)
+{
+    sqlite3_stmt *st = stmt(s, S_OBJ_FIND);
+    memset(o, 0, sizeof *o);
+    *found = false;
+    sqlite3_bind_int64(st, 1, mb);
+    sqlite3_bind_blob(st, 2, oid, (int)oid_len, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        o->id = sqlite3_column_int64(st, 0);
+        o->cursor = col_u64(st, 1);
+        o->cls = (uint8_t)sqlite3_column_int(st, 2);
+        o->len = col_u64(st, 3);
+        *found = true;
+        rc = SQLITE_DONE;
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? DUET_OK : map_rc(s, rc);
+}
+
+/* Drop a mailbox's expired objects (before refusing a PUT for quota). */
+static duet_err_t mb_drop_expired(duet_relay_sqlite_t *s, mailbox_t *mb, uint64_t now_ms)
+{
+    sqlite3_stmt *st = stmt(s, S_MB_EXPIRED_OWN);
+    int64_t ids[64];
+    uint64_t lens[64];
+    size_t n = 0;
+    int rc;
+    sqlite3_bind_int64(st, 1, mb->id);
+    sqlite3_bind_int64(st, 2, i64(now_ms));
+    while (n < 64 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        ids[n] = sqlite3_column_int64(st, 0);
+        lens[n++] = col_u64(st, 1);
+    }
+    sqlite3_reset(st);
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_stmt *d = stmt(s, S_OBJ_DELETE);
+        sqlite3_bind_int64(d, 1, ids[i]);
+        duet_err_t err = run(s, d);
+        if (err != DUET_OK) {
+            return err;
+        }
+        mb->items--;
+        mb->bytes -= lens[i];
+        s->batch_bytes -= (int64_t)lens[i];
+    }
+    return n > 0 ? mb_counts(s, mb) : DUET_OK;
+}
+
+static bool over_quota(const duet_relay_sqlite_t *s, const mailbox_t *mb, uint64_t add_items,
+                       uint64_t add_bytes, uint64_t remove_bytes, const duet_relay_limits_t *lim)
+{
+    uint64_t store = (uint64_t)((int64_t)s->bytes + s->batch_bytes);
+    if (lim->max_items && mb->items + add_items > lim->max_items) {
+        return true;
+    }
+    if (lim->max_bytes && mb->bytes - remove_bytes + add_bytes > lim->max_bytes) {
+        return true;
+    }
+    return lim->max_store_bytes && add_bytes > remove_bytes &&
+           store + add_bytes - remove_bytes > lim->max_store_bytes;
+}
+
+static duet_err_t st_put(void *ctx, const uint8_t mbox[32], uint8_t cls, const uint8_t *oid,
+                         size_t oid_len, const uint8_t *data, size_t len, uint64_t now_ms,
+                         const duet_relay_limits_t *lim, uint64_t *cursor, bool *dup)
+{
+    duet_relay_sqlite_t *s = ctx;
+    mailbox_t mb;
+    object_t o = {0};
+    bool have_mb, have_obj = false;
+    duet_err_t err;
+
+    *cursor = 0;
+    *dup = false;
+    if (!s->in_batch) {
+        abort();
+    }
+    if ((err = mb_find(s, mbox, &mb, &have_mb)) != DUET_OK) {
+        return err;
+    }
+    if (have_mb && (err = obj_find(s, mb.id, oid, oid_len, &o, &have_obj)) != DUET_OK) {
+        return err;
+    }
+    bool replace = have_obj && cls == DUET_RELAY_STATE && o.cls == DUET_RELAY_STATE;
+    if (have_obj && !replace) {
+        *cursor = o.cursor; /* write-once: the first PUT stands */
+        *dup = true;
+        return DUET_OK;
+    }
+    uint64_t add_items = replace ? 0 : 1, remove = replace ? o.len : 0;
+    if (over_quota(s, &mb, add_items, len, remove, lim)) {
+        if (have_mb && (err = mb_drop_expired(s, &mb, now_ms)) != DUET_OK) {
+            return err;
+        }
+        if (have_obj && replace) {
+            /* the replaced object may itself have expired and gone */
+            if ((err = obj_find(s, mb.id, oid, oid_len, &o, &have_obj)) != DUET_OK) {
+                return err;
+            }
+            replace = have_obj;
+            add_items = replace ? 0 : 1;
+            remove = replace ? o.len : 0;
+        }
+        if (over_quota(s, &mb, add_items, len, remove, lim)) {
+            return DUET_EQUOTA;
+        }
+    }
+    if (!have_mb) {
+        sqlite3_stmt *st = stmt(s, S_MB_INSERT);
+        sqlite3_bind_blob(st, 1, mbox, 32, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, i64(now_ms));
+        if ((err = run(s, st)) != DUET_OK) {
+            return err;
+        }
+        mb.id = sqlite3_last_insert_rowid(s->db);
+    }
+    uint64_t next = mb.last_cursor + 1;
+    uint64_t expires = now_ms + lim->ttl_ms < now_ms ? UINT64_MAX : now_ms + lim->ttl_ms;
+    sqlite3_stmt *st;
+    if (replace) {
+        st = stmt(s, S_OBJ_REPLACE);
+        sqlite3_bind_int64(st, 1, o.id);
+        sqlite3_bind_int64(st, 2, i64(next));
+        sqlite3_bind_int64(st, 3, i64(len));
+        sqlite3_bind_int64(st, 4, i64(expires));
+        sqlite3_bind_blob(st, 5, data, (int)len, SQLITE_STATIC);
+    } else {
+        st = stmt(s, S_OBJ_INSERT);
+        sqlite3_bind_int64(st, 1, mb.id);
+        sqlite3_bind_int64(st, 2, i64(next));
+        sqlite3_bind_int(st, 3, cls);
+        sqlite3_bind_blob(st, 4, oid, (int)oid_len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 5, i64(len));
+        sqlite3_bind_int64(st, 6, i64(expires));
+        sqlite3_bind_blob(st, 7, data, (int)len, SQLITE_STATIC);
+    }
+    if ((err = run(s, st)) != DUET_OK) {
+        return err;
+    }
+    mb.last_cursor = next;
+    mb.items += add_items;
+    mb.bytes = mb.bytes - remove + len;
+    if ((err = mb_save(s, &mb, now_ms)) != DUET_OK) {
+        return err;
+    }
+    s->batch_bytes += (int64_t)len - (int64_t)remove;
+    *cursor = next;
+    return DUET_OK;
+}
+
+static duet_err_t st_list(void *ctx, const uint8_t mbox[32], uint8_t cls, uint64_t after,
+                          uint64_t now_ms, duet_relay_entry_t *out, size_t cap, size_t *n,
+                          bool *more)
+{
+    duet_relay_sqlite_t *s = ctx;
+    mailbox_t mb;
+    bool found;
+    *n = 0;
+    *more = false;
+    duet_err_t err = mb_find(s, mbox, &mb, &found);
+    if (err != DUET_OK || !found) {
+        return err;
+    }
+    sqlite3_stmt *st = stmt(s, cls ? S_LIST_CLASS : S_LIST_ANY);
+    sqlite3_bind_int64(st, 1, mb.id);
+    sqlite3_bind_int64(st, 2, i64(after));
+    sqlite3_bind_int64(st, 3, i64(now_ms));
+    sqlite3_bind_int64(st, 4, (int64_t)cap + 1);
+    if (cls) {
+        sqlite3_bind_int(st, 5, cls);
+    }
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            *more = true;
+            break;
+        }
+        duet_relay_entry_t *e = &out[*n];
+        int oid_len = sqlite3_column_bytes(st, 2);
+        memset(e, 0, sizeof *e);
+        e->cursor = col_u64(st, 0);
+        e->cls = (uint8_t)sqlite3_column_int(st, 1);
+        if (oid_len < (int)DUET_RELAY_OID_MIN || oid_len > (int)DUET_RELAY_OID_MAX) {
+            sqlite3_reset(st);
+            *n = 0;
+            return DUET_ECORRUPT;
+        }
+        memcpy(e->oid, sqlite3_column_blob(st, 2), (size_t)oid_len);
+        e->oid_len = (uint8_t)oid_len;
+        e->len = (uint32_t)col_u64(st, 3);
+        (*n)++;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        *n = 0;
+        *more = false;
+        return map_rc(s, rc);
+    }
+    return DUET_OK;
+}
+
+static duet_err_t st_get(void *ctx, const uint8_t mbox[32], const uint8_t *oid, size_t oid_len,
+                         uint64_t now_ms, duet_relay_entry_t *meta, const uint8_t **data)
+{
+    duet_relay_sqlite_t *s = ctx;
+    mailbox_t mb;
+    bool found;
+    memset(meta, 0, sizeof *meta);
+    *data = NULL;
+    duet_err_t err = mb_find(s, mbox, &mb, &found);
+    if (err != DUET_OK) {
+        return err;
+    }
+    if (!found) {
+        return DUET_ENOENT;
+    }
+    sqlite3_stmt *st = stmt(s, S_GET);
+    sqlite3_bind_int64(st, 1, mb.id);
+    sqlite3_bind_blob(st, 2, oid, (int)oid_len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, i64(now_ms));
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(st);
+        return rc == SQLITE_DONE ? DUET_ENOENT : map_rc(s, rc);
+    }
+    size_t len = (size_t)sqlite3_column_bytes(st, 3);
+    const void *blob = sqlite3_column_blob(st, 3);
+    if (len == 0 || len > DUET_RELAY_OBJECT_MAX || blob == NULL) {
+        sqlite3_reset(st);
+        return DUET_ECORRUPT;
+    }
+    if (s->getbuf == NULL) {
+        s->getbuf = malloc(DUET_RELAY_OBJECT_MAX);
+        if (s->getbuf == NULL) {
+            sqlite3_reset(st);
+            return DUET_ENOMEM;
+        }
+    }
+    memcpy(s->getbuf, blob, len);
+    meta->cursor = col_u64(st, 0);
+    meta->cls = (uint8_t)sqlite3_column_int(st, 1);
+    meta->oid_len = (uint8_t)oid_len;
+    memcpy(meta->oid, oid, oid_len);
+    meta->len = (uint32_t)len;
+    sqlite3_reset(st);
+    *data = s->getbuf;
+    return DUET_OK;
+}
+
+static duet_err_t st_del(void *ctx, const uint8_t mbox[32], const uint8_t *oid, size_t oid_len,
+                         bool *deleted)
+{
+    duet_relay_sqlite_t *s = ctx;
+    mailbox_t mb;
+    object_t o;
+    bool found;
+    *deleted = false;
+    if (!s->in_batch) {
+        abort();
+    }
+    duet_err_t err = mb_find(s, mbox, &mb, &found);
+    if (err != DUET_OK || !found) {
+        return err;
+    }
+    if ((err = obj_find(s, mb.id, oid, oid_len, &o, &found)) != DUET_OK || !found) {
+        return err;
+    }
+    sqlite3_stmt *st = stmt(s, S_OBJ_DELETE);
+    sqlite3_bind_int64(st, 1, o.id);
+    if ((err = run(s, st)) != DUET_OK) {
+        return err;
+    }
+    mb.items--;
+    mb.bytes -= o.len;
+    /* A delete does not refresh "touched": only PUTs keep an empty mailbox alive. */
+    if ((err = mb_counts(s, &mb)) != DUET_OK) {
+        return err;
+    }
+    s->batch_bytes -= (int64_t)o.len;
+    *deleted = true;
+    return DUET_OK;
+}
+
+
+/* ---- the sweep --------------------------------------------------------------------------- */
+
+#define SWEEP_CHUNK 256u
+
+/* Remove one expired object found by the sweep and fix its mailbox's counters. */
+static duet_err_t sweep_one(duet_relay_sqlite_t *s, int64_t id, int64_t mbid, uint64_t len)
+{
+    sqlite3_stmt *st = stmt(s, S_OBJ_DELETE);
+    sqlite3_bind_int64(st, 1, id);
+    duet_err_t err = run(s, st);
+    if (err != DUET_OK) {
+        return err;
+    }
+    st = stmt(s, S_MB_DEC);
+    sqlite3_bind_int64(st, 1, mbid);
+    sqlite3_bind_int64(st, 2, i64(len));
+    if ((err = run(s, st)) == DUET_OK) {
+        s->batch_bytes -= (int64_t)len;
+    }
+    return err;
+}
+
+static duet_err_t sweep(duet_relay_sqlite_t *s, uint64_t now_ms, uint64_t ttl_ms, size_t max,
+                        uint64_t *removed)
+{
+    int64_t ids[SWEEP_CHUNK], mbs[SWEEP_CHUNK];
+    uint64_t lens[SWEEP_CHUNK];
+    duet_err_t err = DUET_OK;
+    while (*removed < max && err == DUET_OK) {
+        size_t want = max - *removed < SWEEP_CHUNK ? max - *removed : SWEEP_CHUNK, n = 0;
+        sqlite3_stmt *st = stmt(s, S_EXPIRED);
+        int rc;
+        sqlite3_bind_int64(st, 1, i64(now_ms));
+        sqlite3_bind_int64(st, 2, (int64_t)want);
+        while (n < want && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+            ids[n] = sqlite3_column_int64(st, 0);
+            mbs[n] = sqlite3_column_int64(st, 1);
+            lens[n++] = col_u64(st, 2);
+        }
+        sqlite3_reset(st);
+        if (n == 0) {
+            break;
+        }
+        for (size_t i = 0; i < n && err == DUET_OK; i++) {
+            err = sweep_one(s, ids[i], mbs[i], lens[i]);
+        }
+        *removed += n;
+    }
+    if (err == DUET_OK) {
+        sqlite3_stmt *st = stmt(s, S_MB_PURGE);
+        sqlite3_bind_int64(st, 1, i64(now_ms > ttl_ms ? now_ms - ttl_ms : 0));
+        err = run(s, st);
+    }
+    return err;
+}
+
+static duet_err_t st_expire(void *ctx, uint64_t now_ms, uint64_t ttl_ms, size_t max,
+                            uint64_t *removed)
+{
+    duet_relay_sqlite_t *s = ctx;
+    *removed = 0;
+    duet_err_t err = st_begin(s);
+    if (err != DUET_OK) {
+        return err;
+    }
+    err = sweep(s, now_ms, ttl_ms, max, removed);
+    if (err == DUET_OK) {
+        err = st_commit(s);
+    } else {
+        st_rollback(s);
+    }
+    if (err != DUET_OK) {
+        *removed = 0;
+    }
+    return err;
+}
+
+static duet_err_t st_stats(void *ctx, duet_relay_stats_t *out)
+{
+    duet_relay_sqlite_t *s = ctx;
+    sqlite3_stmt *st = NULL;
+    memset(out, 0, sizeof *out);
+    int rc = sqlite3_prepare_v2(s->db,
+                                "SELECT count(*), coalesce(sum(items), 0), "
+                                "coalesce(sum(bytes), 0) FROM mailboxes",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK) {
+        return map_rc(s, rc);
+    }
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        out->mailboxes = col_u64(st, 0);
+        out->objects = col_u64(st, 1);
+        out->bytes = col_u64(st, 2);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? DUET_OK : map_rc(s, rc);
+}
+
+/* ---- nameplates ------------------------------------------------------------------------ */
+
+static bool np_free(const duet_relay_sqlite_t *s, size_t i, uint64_t now_ms)
+{
+    return s->np_state[i] == NP_FREE ||
+           (s->np_state[i] == NP_ALLOCATED && s->np_expires[i] <= now_ms);
+}
+
+static duet_err_t st_np_allocate(void *ctx, uint64_t now_ms, uint64_t ttl_ms, duet_rng_t rng,
+                                 uint16_t *np)
+{
+    duet_relay_sqlite_t *s = ctx;
+    size_t pick = 0;
+    *np = 0;
+    /* Uniform among 1..9999 by rejection; a few tries find a free one unless nearly all are
+     * taken, and then a scan from a random start does. */
+    for (int tries = 0; tries < 32 && pick == 0; tries++) {
+        uint8_t b[4];
+        duet_rng_fill(&rng, b, sizeof b);
+        uint32_t r = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+        uint32_t limit = UINT32_MAX - UINT32_MAX % (NP_COUNT - 1);
+        if (r >= limit) {
+            continue;
+        }
+        size_t i = 1 + r % (NP_COUNT - 1);
+        if (np_free(s, i, now_ms)) {
+            pick = i;
+        }
+    }
+    for (size_t k = 0; k < NP_COUNT - 1 && pick == 0; k++) {
+        size_t i = 1 + (k + (size_t)(now_ms % (NP_COUNT - 1))) % (NP_COUNT - 1);
+        if (np_free(s, i, now_ms)) {
+            pick = i;
+        }
+    }
+    if (pick == 0) {
+        return DUET_EBUSY;
+    }
+    s->np_state[pick] = NP_ALLOCATED;
+    s->np_expires[pick] = now_ms + ttl_ms;
+    *np = (uint16_t)pick;
+    return DUET_OK;
+}
+
+static duet_err_t st_np_claim(void *ctx, uint16_t np, uint64_t now_ms)
+{
+    duet_relay_sqlite_t *s = ctx;
+    if (np < 1 || np >= NP_COUNT || s->np_state[np] != NP_ALLOCATED ||
+        s->np_expires[np] <= now_ms) {
+        return DUET_ENAMEPLATE;
+    }
+    s->np_state[np] = NP_CLAIMED;
+    return DUET_OK;
+}
+
+static void st_np_release(void *ctx, uint16_t np)
+{
+    duet_relay_sqlite_t *s = ctx;
+    if (np >= 1 && np < NP_COUNT) {
+        s->np_state[np] = NP_FREE;
+        s->np_expires[np] = 0;
+    }
+}
+
+duet_relay_store_t duet_relay_sqlite_store(duet_relay_sqlite_t *s)
+{
+    duet_relay_store_t st = {
+        .ctx = s,
+        .begin = st_begin,
+        .commit = st_commit,
+        .rollback = st_rollback,
+        .put = st_put,
+        .list = st_list,
+        .get = st_get,
+        .del = st_del,
+        .expire = st_expire,
+        .stats = st_stats,
+        .np_allocate = st_np_allocate,
+        .np_claim = st_np_claim,
+        .np_release = st_np_release,
+    };
+    return st;
+}
