@@ -49,8 +49,9 @@ fuzz: deps
 
 # The sync simulation over many seeds (ctest runs a few thousand).
 SOAK_SEEDS ?= 1000000
+SOAK_FIRST ?= 100000
 soak: build
-	@$(BUILD)/tests/test_sim_soak $(SOAK_SEEDS)
+	@$(BUILD)/tests/test_sim --first $(SOAK_FIRST) --count $(SOAK_SEEDS)
 
 install: build
 	@$(CMAKE) --install $(BUILD) --prefix $(PREFIX)

@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "control.h"
 #include "items.h"
 #include "outbox.h"
 
@@ -60,7 +61,7 @@ int duet_cmd_note(duet_cli_t *cli, int argc, char **argv)
     duet_item_t it;
     err = duet_store_begin(st);
     if (err == DUET_OK) {
-        err = duet_items_add(st, DUET_KIND_NOTE, body, body_len, duet_cli_now_ms(), &it);
+        err = duet_outbox_queue(st, DUET_KIND_NOTE, body, body_len, duet_cli_now_ms(), it.id);
         if (err == DUET_OK) {
             err = duet_store_commit(st);
         }
@@ -74,6 +75,7 @@ int duet_cmd_note(duet_cli_t *cli, int argc, char **argv)
         duet_store_close(st);
         return duet_cli_fail(cli, "note", err);
     }
+    duet_control_kick(cli->home); /* a running daemon sends it now */
     duet_store_close(st);
     char hex[33];
     duet_item_id_hex(it.id, hex);

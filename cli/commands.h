@@ -10,5 +10,10 @@ int duet_cmd_id(duet_cli_t *cli, int argc, char **argv);
 int duet_cmd_status(duet_cli_t *cli, int argc, char **argv);
 int duet_cmd_note(duet_cli_t *cli, int argc, char **argv);
 int duet_cmd_inbox(duet_cli_t *cli, int argc, char **argv);
+int duet_cmd_pair(duet_cli_t *cli, int argc, char **argv);
+int duet_cmd_verify(duet_cli_t *cli, int argc, char **argv);
+int duet_cmd_sync(duet_cli_t *cli, int argc, char **argv);
+int duet_cmd_daemon(duet_cli_t *cli, int argc, char **argv);
+int duet_cmd_watch(duet_cli_t *cli, int argc, char **argv);
 
 #endif

@@ -27,6 +27,33 @@ const duet_cmd_t duet_commands[] = {
      "options:\n"
      "  --limit N   only the last N items\n"
      "  --peek      do not mark your partner's items as read\n"},
+    {"pair", duet_cmd_pair, "[CODE] [--listen HOST:PORT | --connect HOST:PORT | --relay URL]",
+     "Pair with your partner's device using a short code.",
+     "One device makes the code and waits; the other types it:\n"
+     "  duet pair --listen 0.0.0.0:7000           prints a code, waits for the partner\n"
+     "  duet pair 1234-word-word --connect IP:7000  joins with that code\n"
+     "  duet pair / duet pair CODE                 the same on your home network, no address\n"
+     "  duet pair --relay URL / duet pair CODE --relay URL   meeting through a relay\n"
+     "A code works once: a wrong code fails on both sides and pairs nobody.\n"
+     "options:\n"
+     "  --timeout SEC   give up after SEC seconds (default 300)\n"},
+    {"verify", duet_cmd_verify, "[--confirm]",
+     "Show the safety number to compare with your partner's; --confirm once it matches.", ""},
+    {"sync", duet_cmd_sync, "--connect HOST:PORT | --relay URL | --lan [--timeout SEC]",
+     "Exchange everything waiting, both ways, once, then stop.",
+     "Exits 0 only when everything queued here reached the partner (or, through a relay,\n"
+     "was stored by the relay).\n"
+     "options:\n"
+     "  --timeout SEC   give up after SEC seconds (default 60)\n"},
+    {"daemon", duet_cmd_daemon, "[--listen HOST:PORT] [--relay URL] [--no-lan]",
+     "Stay in touch: sync with the partner whenever both are reachable.",
+     "Writes events (received, delivered, read, partner online/offline) as it goes; with\n"
+     "--json one JSON object per line. SIGINT or SIGTERM stops it cleanly.\n"
+     "options:\n"
+     "  --listen HOST:PORT  where the partner can reach this device\n"
+     "  --relay URL         also keep in touch through this relay\n"
+     "  --no-lan            no LAN discovery (and no listening unless --listen)\n"},
+    {"watch", duet_cmd_watch, "", "Follow the running daemon's events.", ""},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -151,3 +151,58 @@ duet_err_t duet_partner_set_last_sync(duet_store_t *st, uint64_t ms)
 {
     return update(st, "UPDATE partner SET last_sync = ?1 WHERE one = 1", (sqlite3_int64)ms, NULL);
 }
+
+#include "outbox.h"
+#include "ratchet.h"
+
+duet_err_t duet_partner_establish(duet_store_t *st, const duet_pairing_result_t *res,
+                                  const uint8_t own_ratchet_priv[static 32], uint64_t now_ms)
+{
+    duet_partner_t p;
+    duet_ratchet_t *r = NULL;
+    uint8_t *blob = NULL;
+    size_t cap = 0, len;
+    duet_err_t err;
+
+    memset(&p, 0, sizeof p);
+    memcpy(p.identity_pk, res->partner_identity_pk, 32);
+    duet_identity_device_id(p.identity_pk, p.device_id);
+    if (res->partner_name_len > DUET_NAME_MAX) {
+        return DUET_EINVAL;
+    }
+    memcpy(p.name, res->partner_name, res->partner_name_len);
+    p.paired_at = now_ms;
+    if ((err = duet_partner_insert(st, &p)) != DUET_OK) {
+        return err;
+    }
+    if ((err = duet_ratchet_new(&r)) != DUET_OK) {
+        return err;
+    }
+    if (res->role == DUET_PAIRING_JOINER) {
+        err = duet_ratchet_init_alice(r, res->root, res->hk_a, res->nhk_b, own_ratchet_priv,
+                                      res->partner_ratchet_pub);
+    } else {
+        duet_rng_t rng = duet_store_rng(st);
+        err = duet_ratchet_init_bob(r, res->root, res->hk_a, res->nhk_b, own_ratchet_priv,
+                                    res->partner_ratchet_pub, &rng);
+    }
+    if (err == DUET_OK) {
+        cap = duet_ratchet_saved_len(r);
+        blob = sodium_malloc(cap);
+        err = blob == NULL ? DUET_ENOMEM : duet_ratchet_save(r, blob, cap, &len);
+    }
+    if (err == DUET_OK) {
+        err = duet_store_secret_put(st, "ratchet", blob, len);
+    }
+    if (err == DUET_OK) {
+        err = duet_store_secret_put(st, "pair_secret", res->pair_secret, 32);
+    }
+    if (err == DUET_OK) {
+        err = duet_outbox_seal_pending(st);
+    }
+    if (blob != NULL) {
+        sodium_free(blob);
+    }
+    duet_ratchet_free(r);
+    return err;
+}

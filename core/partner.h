@@ -41,4 +41,18 @@ duet_err_t duet_partner_set_verified(duet_store_t *st, bool verified) DUET_MUST_
 duet_err_t duet_partner_set_addr(duet_store_t *st, const char *addr) DUET_MUST_CHECK;
 duet_err_t duet_partner_set_last_sync(duet_store_t *st, uint64_t ms) DUET_MUST_CHECK;
 
+
+
+#include "pairing.h"
+
+/*
+ * Pairing has completed: keep the partner (identity key, device id, name), start the
+ * Double Ratchet from the pairing's secrets (the joiner is Alice, the listener Bob; see
+ * ratchet.h), keep the pair secret (relay mailboxes, LAN beacons), and seal the items
+ * written before pairing. One transaction, the caller's. own_ratchet_priv is the private
+ * half of the ratchet key this device sent in its pairing record.
+ */
+duet_err_t duet_partner_establish(duet_store_t *st, const duet_pairing_result_t *res,
+                                  const uint8_t own_ratchet_priv[static 32],
+                                  uint64_t now_ms) DUET_MUST_CHECK;
 #endif

@@ -50,6 +50,13 @@ struct duet_sync {
 
     uint64_t items_sent, items_recv;
     uint64_t scratch[DUET_SYNC_MAX_ABOVE];
+    /* The receive state to acknowledge, captured right after the commit: a batch opened
+     * later must not leak into an ACK before it is durable itself. */
+    bool started;
+    uint64_t hello_last;
+    uint64_t ack_wm;
+    uint64_t ack_above[DUET_SYNC_MAX_ABOVE];
+    size_t ack_nabove;
     duet_codec_enc_t enc;
 };
 
@@ -101,7 +108,17 @@ static duet_err_t fail(duet_sync_t *s, duet_err_t err, bool tell_peer)
 
 duet_err_t duet_sync_start(duet_sync_t *s)
 {
-    return s->err;
+    /* The HELLO's state is taken now, before any envelope can arrive on this link. */
+    duet_err_t err = s->h.out_last(s->h.ctx, &s->hello_last);
+    if (err == DUET_OK) {
+        err = s->h.recv_state(s->h.ctx, &s->ack_wm, s->ack_above, DUET_SYNC_MAX_ABOVE,
+                              &s->ack_nabove);
+    }
+    if (err != DUET_OK) {
+        return fail(s, err, false);
+    }
+    s->started = true;
+    return DUET_OK;
 }
 
 duet_err_t duet_sync_error(const duet_sync_t *s)
@@ -214,6 +231,14 @@ static duet_err_t on_hello(duet_sync_t *s, const msgpack_object **f)
     s->peer_out_last = out_last;
     s->hello_recv = true;
     s->cursor = s->peer_wm;
+    /* The HELLO acknowledges too: what the peer stored before (its ACK lost with the last
+     * link) leaves the outbox now. */
+    uint64_t items = 0;
+    duet_err_t err = s->h.acked(s->h.ctx, s->peer_wm, s->peer_above, s->peer_nabove, &items);
+    if (err != DUET_OK) {
+        return fail(s, err, false);
+    }
+    s->items_sent += items;
     return DUET_OK;
 }
 
@@ -297,6 +322,9 @@ duet_err_t duet_sync_recv(duet_sync_t *s, const uint8_t *frame, size_t len)
 
     if (s->err != DUET_OK) {
         return s->err;
+    }
+    if (!s->started) {
+        abort(); /* duet_sync_start was not called: a caller bug */
     }
     if (duet_codec_decode(&msg, frame, len, &frame_limits) != DUET_OK) {
         return fail(s, DUET_EPROTO, true);
@@ -383,6 +411,11 @@ duet_err_t duet_sync_flush(duet_sync_t *s)
     /* Only now, with the batch durable, may the peer learn that we hold it. */
     s->items_recv += s->batch_items;
     s->batch_items = 0;
+    err = s->h.recv_state(s->h.ctx, &s->ack_wm, s->ack_above, DUET_SYNC_MAX_ABOVE,
+                          &s->ack_nabove);
+    if (err != DUET_OK) {
+        return fail(s, err, false);
+    }
     s->need_ack = true;
     return DUET_OK;
 }
@@ -397,21 +430,16 @@ duet_err_t duet_sync_kick(duet_sync_t *s)
 
 /* ---- sending -------------------------------------------------------------------------- */
 
-static duet_err_t put_state(duet_sync_t *s)
+/* Write "wm, key, [above]": the HELLO's state read now (no batch is open before the
+ * HELLO), an ACK's the one captured at its commit. */
+static void put_state(duet_sync_t *s, uint64_t wm, const uint64_t *above, size_t n)
 {
-    uint64_t wm;
-    size_t n;
-    duet_err_t err = s->h.recv_state(s->h.ctx, &wm, s->scratch, DUET_SYNC_MAX_ABOVE, &n);
-    if (err != DUET_OK) {
-        return err;
-    }
     duet_codec_put_uint(&s->enc, wm);
     duet_codec_put_key(&s->enc, s->hello_sent ? 2 : 3);
     duet_codec_put_array(&s->enc, (uint32_t)n);
     for (size_t i = 0; i < n; i++) {
-        duet_codec_put_uint(&s->enc, s->scratch[i]);
+        duet_codec_put_uint(&s->enc, above[i]);
     }
-    return DUET_OK;
 }
 
 static duet_err_t finish(duet_sync_t *s, const uint8_t **frame, size_t *len)
@@ -444,22 +472,19 @@ duet_err_t duet_sync_next_frame(duet_sync_t *s, const uint8_t **frame, size_t *l
     if (s->err != DUET_OK) {
         return DUET_OK; /* failed: nothing more to say */
     }
+    if (!s->started) {
+        abort(); /* duet_sync_start was not called: a caller bug */
+    }
     if (!s->hello_sent) {
-        uint64_t last;
-        if ((err = s->h.out_last(s->h.ctx, &last)) != DUET_OK) {
-            return fail(s, err, false);
-        }
         duet_codec_put_map(&s->enc, 5);
         duet_codec_put_key(&s->enc, 0);
         duet_codec_put_uint(&s->enc, F_HELLO);
         duet_codec_put_key(&s->enc, 1);
         duet_codec_put_uint(&s->enc, DUET_SYNC_VERSION);
         duet_codec_put_key(&s->enc, 2);
-        if ((err = put_state(s)) != DUET_OK) {
-            return fail(s, err, false);
-        }
+        put_state(s, s->ack_wm, s->ack_above, s->ack_nabove);
         duet_codec_put_key(&s->enc, 4);
-        duet_codec_put_uint(&s->enc, last);
+        duet_codec_put_uint(&s->enc, s->hello_last);
         s->hello_sent = true;
         s->need_have = false;
         return finish(s, frame, len);
@@ -470,9 +495,7 @@ duet_err_t duet_sync_next_frame(duet_sync_t *s, const uint8_t **frame, size_t *l
         duet_codec_put_key(&s->enc, 0);
         duet_codec_put_uint(&s->enc, F_ACK);
         duet_codec_put_key(&s->enc, 1);
-        if ((err = put_state(s)) != DUET_OK) {
-            return fail(s, err, false);
-        }
+        put_state(s, s->ack_wm, s->ack_above, s->ack_nabove);
         return finish(s, frame, len);
     }
     if (s->need_have) {

@@ -28,10 +28,10 @@
  * waits there and the socket is not read (invariant: reading => nothing left over).
  */
 
-#define LINK_READ_BUF      65536u
-#define LINK_LOG_MAX       256u
+#define LINK_READ_BUF 65536u
+#define LINK_LOG_MAX 256u
 #define LINK_VERSION_BYTES 2u
-#define LINK_REFUSE_MARK   0xFFFFu /* message 2 payload {FF FF, version}: version refused */
+#define LINK_REFUSE_MARK 0xFFFFu /* message 2 payload {FF FF, version}: version refused */
 
 typedef enum {
     LINK_CONNECTING,
@@ -68,29 +68,29 @@ struct duet_link {
     duet_link_options_t opt;
     duet_link_mode_t mode;
     duet_noise_role_t role;
-    uint16_t version; /* the version we speak */
+    uint16_t version;         /* the version we speak */
     link_state_t state;
-    duet_err_t err;       /* what on_close reports */
-    bool silent;          /* connect/accept failed: free without callbacks */
-    int handles;          /* handles whose close callback has not run yet */
-    bool reading;         /* uv_read_start is in effect */
-    bool paused;          /* the owner paused reading */
-    bool in_process;      /* link_process is on the stack */
-    bool open_pending;    /* call on_open from the timer (accepted raw link) */
-    bool process_pending; /* process left-over input from the timer */
-    bool delivered;       /* records delivered since the last on_read_drained */
-    bool eof_seen;        /* the peer's FIN has arrived */
-    bool shut_done;       /* our FIN has been sent (graceful close) */
-    bool above_low;       /* the write queue went above low_water since last drained */
+    duet_err_t err;           /* what on_close reports */
+    bool silent;              /* connect/accept failed: free without callbacks */
+    int handles;              /* handles whose close callback has not run yet */
+    bool reading;             /* uv_read_start is in effect */
+    bool paused;              /* the owner paused reading */
+    bool in_process;          /* link_process is on the stack */
+    bool open_pending;        /* call on_open from the timer (accepted raw link) */
+    bool process_pending;     /* process left-over input from the timer */
+    bool delivered;           /* records delivered since the last on_read_drained */
+    bool eof_seen;            /* the peer's FIN has arrived */
+    bool shut_done;           /* our FIN has been sent (graceful close) */
+    bool above_low;           /* the write queue went above low_water since last drained */
     uint64_t hs_deadline;
     uint64_t last_rx;
     uint64_t last_tx;
     uint64_t above_low_since;
     uint64_t close_deadline;
-    size_t wqueue;     /* bytes in write requests not yet called back */
-    size_t rpos, rend; /* unprocessed input in rbuf */
+    size_t wqueue;            /* bytes in write requests not yet called back */
+    size_t rpos, rend;        /* unprocessed input in rbuf */
     char peer[DUET_ADDR_STRLEN];
-    link_secrets_t *sec; /* NULL for raw links */
+    link_secrets_t *sec;      /* NULL for raw links */
     duet_frame_reasm_t reasm;
     duet_frame_reader_t reader;
     uint8_t rbuf[LINK_READ_BUF];
@@ -408,8 +408,7 @@ static void link_arm(duet_link_t *l)
     if (l->state == LINK_CLOSING) {
         next = l->close_deadline;
     } else if (l->open_pending || (l->process_pending && !l->paused)) {
-        (void)uv_timer_start(&l->timer, link_on_timer, 0, 0);
-        return;
+        next = now;
     } else if (l->state != LINK_OPEN) {
         next = l->hs_deadline;
     } else if (l->opt.idle_ms > 0) {
@@ -430,9 +429,7 @@ static void link_arm(duet_link_t *l)
         uv_timer_stop(&l->timer);
         return;
     }
-    /* At least 1 ms for a deadline: libuv 1.44 runs a timer re-armed with 0 from its own
-     * callback again before the loop's clock moves, so 0 there could spin for ever. */
-    (void)uv_timer_start(&l->timer, link_on_timer, next > now ? next - now : 1, 0);
+    (void)uv_timer_start(&l->timer, link_on_timer, next > now ? next - now : 0, 0);
 }
 
 static void link_opened(duet_link_t *l);
@@ -604,16 +601,15 @@ static duet_err_t link_hs_read2(duet_link_t *l, const uint8_t *msg, size_t len)
     duet_err_t err = duet_noise_hs_read(&l->sec->hs, msg, len, payload, sizeof payload, &plen);
     if (err != DUET_OK) {
         err = link_hs_read_error(err);
-        link_fail(l, err,
-                  err == DUET_EAUTH ? "the peer failed to authenticate"
-                                    : "malformed handshake message");
+        link_fail(l, err, err == DUET_EAUTH ? "the peer failed to authenticate"
+                                            : "malformed handshake message");
         return err;
     }
     if (plen == 4 && link_get_u16(payload) == LINK_REFUSE_MARK) {
         unsigned theirs = link_get_u16(payload + 2);
         link_fail(l, DUET_EVERSION,
-                  "the peer speaks link protocol version %u, this device speaks version %u", theirs,
-                  l->version);
+                  "the peer speaks link protocol version %u, this device speaks version %u",
+                  theirs, l->version);
         return DUET_EVERSION;
     }
     if (plen != LINK_VERSION_BYTES) {
@@ -623,8 +619,8 @@ static duet_err_t link_hs_read2(duet_link_t *l, const uint8_t *msg, size_t len)
     unsigned theirs = link_get_u16(payload);
     if (theirs != l->version) {
         link_fail(l, DUET_EVERSION,
-                  "the peer answered with link protocol version %u, this device speaks %u", theirs,
-                  l->version);
+                  "the peer answered with link protocol version %u, this device speaks %u",
+                  theirs, l->version);
         return DUET_EVERSION;
     }
     err = link_hs_split(l);
@@ -692,10 +688,9 @@ static void link_on_transport(duet_link_t *l, uint8_t *msg, size_t len)
     duet_err_t err = duet_frame_open(&l->sec->rx, msg, len, &l->reasm, &complete, &rec, &rlen);
     if (err != DUET_OK) {
         if (err == DUET_EAUTH) {
-            link_fail(l, err,
-                      l->state == LINK_CONFIRM
-                          ? "the initiator did not finish the handshake (a replay?)"
-                          : "a record failed authentication");
+            link_fail(l, err, l->state == LINK_CONFIRM
+                                  ? "the initiator did not finish the handshake (a replay?)"
+                                  : "a record failed authentication");
         } else {
             link_fail(l, err, "malformed record");
         }
@@ -743,8 +738,8 @@ static void link_process(duet_link_t *l)
         size_t used;
         uint8_t *body;
         size_t blen;
-        duet_err_t err =
-            duet_frame_read(&l->reader, l->rbuf + l->rpos, l->rend - l->rpos, &used, &body, &blen);
+        duet_err_t err = duet_frame_read(&l->reader, l->rbuf + l->rpos, l->rend - l->rpos,
+                                         &used, &body, &blen);
         l->rpos += used;
         if (err != DUET_OK) {
             link_fail(l, DUET_EPROTO, "bad frame length");
@@ -879,8 +874,8 @@ static void link_on_connect(uv_connect_t *req, int status)
 static duet_err_t link_setup_noise(duet_link_t *l, const duet_link_config_t *cfg)
 {
     const char *name = cfg->mode == DUET_LINK_KK ? DUET_LINK_NAME_KK : DUET_LINK_NAME_NK;
-    const char *prologue =
-        cfg->mode == DUET_LINK_KK ? DUET_LINK_PROLOGUE_KK : DUET_LINK_PROLOGUE_NK;
+    const char *prologue = cfg->mode == DUET_LINK_KK ? DUET_LINK_PROLOGUE_KK
+                                                     : DUET_LINK_PROLOGUE_NK;
     bool initiator = l->role == DUET_NOISE_INITIATOR;
     duet_noise_keys_t k;
     memset(&k, 0, sizeof k);

@@ -56,25 +56,25 @@
 #include "noise.h"
 #include "rng.h"
 
-#define DUET_LINK_VERSION           1u                    /* the protocol version we speak */
-#define DUET_LINK_MAX_RECORD        DUET_FRAME_MAX_RECORD /* 256 KiB, secure links */
-#define DUET_LINK_MAX_RAW_RECORD    DUET_FRAME_MAX        /* 65535, raw links */
-#define DUET_LINK_MAX_HANDSHAKE_MSG 1024u                 /* a handshake message's frame */
-#define DUET_LINK_KEY_BYTES         32u
-#define DUET_LINK_HASH_BYTES        DUET_NOISE_HASHLEN
-#define DUET_LINK_PROLOGUE_KK       "duet link"
-#define DUET_LINK_PROLOGUE_NK       "duet relay"
-#define DUET_LINK_NAME_KK           "Noise_KK_25519_ChaChaPoly_BLAKE2b"
-#define DUET_LINK_NAME_NK           "Noise_NK_25519_ChaChaPoly_BLAKE2b"
-#define DUET_ADDR_STRLEN            64u /* "[ffff:...:ffff%scope]:65535" and its NUL */
-#define DUET_ADDR_MAX_INPUT         255u
+#define DUET_LINK_VERSION 1u                             /* the protocol version we speak */
+#define DUET_LINK_MAX_RECORD DUET_FRAME_MAX_RECORD       /* 256 KiB, secure links */
+#define DUET_LINK_MAX_RAW_RECORD DUET_FRAME_MAX          /* 65535, raw links */
+#define DUET_LINK_MAX_HANDSHAKE_MSG 1024u                /* a handshake message's frame */
+#define DUET_LINK_KEY_BYTES 32u
+#define DUET_LINK_HASH_BYTES DUET_NOISE_HASHLEN
+#define DUET_LINK_PROLOGUE_KK "duet link"
+#define DUET_LINK_PROLOGUE_NK "duet relay"
+#define DUET_LINK_NAME_KK "Noise_KK_25519_ChaChaPoly_BLAKE2b"
+#define DUET_LINK_NAME_NK "Noise_NK_25519_ChaChaPoly_BLAKE2b"
+#define DUET_ADDR_STRLEN 64u /* "[ffff:...:ffff%scope]:65535" and its NUL */
+#define DUET_ADDR_MAX_INPUT 255u
 
 /* Defaults for duet_link_options_t. */
 #define DUET_LINK_HANDSHAKE_MS 10000u
-#define DUET_LINK_IDLE_MS      60000u
-#define DUET_LINK_CLOSE_MS     2000u
-#define DUET_LINK_HIGH_WATER   (1u << 20)
-#define DUET_LINK_LOW_WATER    (256u << 10)
+#define DUET_LINK_IDLE_MS 60000u
+#define DUET_LINK_CLOSE_MS 2000u
+#define DUET_LINK_HIGH_WATER (1u << 20)
+#define DUET_LINK_LOW_WATER (256u << 10)
 
 typedef enum { DUET_LINK_KK = 1, DUET_LINK_NK = 2, DUET_LINK_RAW = 3 } duet_link_mode_t;
 

@@ -35,6 +35,15 @@ foreach(src IN LISTS DUET_UNIT_TESTS)
                                                    TIMEOUT 300)
 endforeach()
 
+# The sync simulation runs in three ctest slices so they spread over the cores; the unit/sim
+# entry from the glob above runs the default 1000 seeds, these add 2000 more.
+if(TARGET test_sim)
+    foreach(first 1001 2001)
+        add_test(NAME sim/seeds-${first} COMMAND test_sim --first ${first} --count 1000)
+        set_tests_properties(sim/seeds-${first} PROPERTIES LABELS unit TIMEOUT 600)
+    endforeach()
+endif()
+
 # Test programs (duet-noise-vectors, ...).
 file(GLOB DUET_TEST_TOOLS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/tools/*.c)
 foreach(src IN LISTS DUET_TEST_TOOLS)
@@ -76,7 +85,7 @@ foreach(src IN LISTS DUET_INTEGRATION_TESTS)
 endforeach()
 
 # The shared acceptance scenarios, each joining when the issue that needs it has landed.
-set(DUET_ACCEPTANCE 01-local)
+set(DUET_ACCEPTANCE 01-local 02-pair-sync)
 get_filename_component(DUET_SHARED ${CMAKE_SOURCE_DIR}/../shared ABSOLUTE)
 foreach(s IN LISTS DUET_ACCEPTANCE)
     if(EXISTS ${DUET_SHARED}/acceptance/${s}.sh)

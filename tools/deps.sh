@@ -8,7 +8,7 @@ set -eu
 
 pkgs="cmake make gcc pkg-config python3 clang libclang-rt-14-dev
 libsodium-dev libuv1-dev libmsgpack-dev libsqlite3-dev libcmocka-dev libjansson-dev
-libsndfile1-dev iproute2 tcpdump sox man-db groff-base"
+libsndfile1-dev iproute2 tcpdump sox opus-tools lame man-db groff-base"
 if [ "${1:-}" = bench ]; then
     pkgs="$pkgs libtoxcore-dev"
 fi

@@ -65,7 +65,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const duet_sync_host_t host = {NULL, st, last, next, begin, put, commit, abort_, acked};
     duet_sync_t *s = duet_sync_new(&host);
-    if (s == NULL) {
+    if (s == NULL || duet_sync_start(s) != DUET_OK) {
+        duet_sync_free(s);
         return 0;
     }
     size_t pos = 0;

@@ -160,6 +160,14 @@ static duet_sync_host_t host_of(memhost_t *h)
     return x;
 }
 
+static duet_sync_t *mk(const duet_sync_host_t *x)
+{
+    duet_sync_t *s = duet_sync_new(x);
+    assert_non_null(s);
+    assert_int_equal(duet_sync_start(s), DUET_OK);
+    return s;
+}
+
 static void queue(memhost_t *h, size_t n, size_t len)
 {
     for (size_t i = 0; i < n; i++) {
@@ -219,7 +227,7 @@ static void test_both_ways(void **state)
     queue(ha, 40, 200);
     queue(hb, 40, 200);
     duet_sync_host_t xa = host_of(ha), xb = host_of(hb);
-    duet_sync_t *a = duet_sync_new(&xa), *b = duet_sync_new(&xb);
+    duet_sync_t *a = mk(&xa), *b = mk(&xb);
     run_until_quiet(a, b);
     assert_true(duet_sync_done(a));
     assert_true(duet_sync_done(b));
@@ -249,7 +257,7 @@ static void test_ack_only_after_commit(void **state)
     memhost_t *ha = calloc(1, sizeof *ha), *hb = calloc(1, sizeof *hb);
     queue(ha, 5, 100);
     duet_sync_host_t xa = host_of(ha), xb = host_of(hb);
-    duet_sync_t *a = duet_sync_new(&xa), *b = duet_sync_new(&xb);
+    duet_sync_t *a = mk(&xa), *b = mk(&xb);
     const uint8_t *f;
     size_t len;
     /* HELLOs cross. */
@@ -278,8 +286,8 @@ static void test_ack_only_after_commit(void **state)
 
     /* Reconnect with room on the disk: everything arrives once. */
     hb->fail_commit = false;
-    a = duet_sync_new(&xa);
-    b = duet_sync_new(&xb);
+    a = mk(&xa);
+    b = mk(&xb);
     run_until_quiet(a, b);
     assert_true(duet_sync_done(a));
     assert_int_equal(hb->stored, 5);
@@ -298,7 +306,7 @@ static void test_window(void **state)
     memhost_t *ha = calloc(1, sizeof *ha), *hb = calloc(1, sizeof *hb);
     queue(ha, 100, 64 * 1024);
     duet_sync_host_t xa = host_of(ha), xb = host_of(hb);
-    duet_sync_t *a = duet_sync_new(&xa), *b = duet_sync_new(&xb);
+    duet_sync_t *a = mk(&xa), *b = mk(&xb);
     pump(a, b);
     pump(b, a);
     /* Without ACKs, a sends at most the window (plus the envelope that crosses it). */
@@ -318,8 +326,8 @@ static void test_window(void **state)
     duet_sync_free(a);
     duet_sync_free(b);
     /* With ACKs everything goes. */
-    a = duet_sync_new(&xa);
-    b = duet_sync_new(&xb);
+    a = mk(&xa);
+    b = mk(&xb);
     run_until_quiet(a, b);
     assert_int_equal(hb->stored, 100);
     duet_sync_free(a);
@@ -336,7 +344,7 @@ static void test_duplicates_acknowledged(void **state)
     memhost_t *ha = calloc(1, sizeof *ha), *hb = calloc(1, sizeof *hb);
     queue(ha, 3, 50);
     duet_sync_host_t xa = host_of(ha), xb = host_of(hb);
-    duet_sync_t *a = duet_sync_new(&xa), *b = duet_sync_new(&xb);
+    duet_sync_t *a = mk(&xa), *b = mk(&xb);
     pump(a, b);
     pump(b, a);
     const uint8_t *f;
@@ -393,7 +401,7 @@ static void test_version_and_garbage(void **state)
     (void)state;
     memhost_t *ha = calloc(1, sizeof *ha), *hb = calloc(1, sizeof *hb);
     duet_sync_host_t xa = host_of(ha), xb = host_of(hb);
-    duet_sync_t *a = duet_sync_new(&xa), *b = duet_sync_new(&xb);
+    duet_sync_t *a = mk(&xa), *b = mk(&xb);
     uint8_t buf[256];
     size_t n = hello_with_version(buf, 2);
     assert_int_equal(duet_sync_recv(b, buf, n), DUET_EVERSION);
@@ -413,7 +421,7 @@ static void test_version_and_garbage(void **state)
     };
     static const size_t blen[] = {2, 9, 3, 5};
     for (size_t i = 0; i < 4; i++) {
-        b = duet_sync_new(&xb);
+        b = mk(&xb);
         assert_int_equal(duet_sync_recv(b, (const uint8_t *)bad[i], blen[i]), DUET_EPROTO);
         assert_int_equal(duet_sync_recv(b, (const uint8_t *)bad[i], blen[i]), DUET_EPROTO);
         const uint8_t *f;

@@ -1,0 +1,182 @@
+/* see pairway.h */
+#include "pairway.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "link.h"
+
+struct duet_pairway {
+    duet_pairway_spec_t spec;
+    duet_pairway_callbacks_t cb;
+    uv_tcp_t server;
+    bool server_live;
+    duet_link_t *link;
+    bool closing;
+    char addr[DUET_ADDR_STRLEN];
+};
+
+static void link_open(duet_link_t *l, void *ctx)
+{
+    duet_pairway_t *w = ctx;
+    (void)l;
+    if (!w->closing && w->cb.on_open != NULL) {
+        w->cb.on_open(w, w->cb.ctx);
+    }
+}
+
+static duet_err_t link_record(duet_link_t *l, void *ctx, const uint8_t *rec, size_t len)
+{
+    duet_pairway_t *w = ctx;
+    (void)l;
+    if (!w->closing) {
+        w->cb.on_message(w, w->cb.ctx, rec, len);
+    }
+    return DUET_OK;
+}
+
+static void server_closed(uv_handle_t *h)
+{
+    duet_pairway_t *w = h->data;
+    w->server_live = false;
+    if (w->link == NULL) {
+        free(w);
+    }
+}
+
+static void link_close(duet_link_t *l, void *ctx, duet_err_t err)
+{
+    duet_pairway_t *w = ctx;
+    if (w->link == l) {
+        w->link = NULL;
+    }
+    if (w->closing) {
+        if (!w->server_live) {
+            free(w);
+        }
+        return;
+    }
+    w->cb.on_closed(w, w->cb.ctx, err);
+}
+
+static void link_log(duet_link_t *l, void *ctx, const char *line)
+{
+    (void)l;
+    (void)ctx;
+    (void)line; /* pairing reports its own outcome; link details stay quiet */
+}
+
+static void config(duet_pairway_t *w, duet_link_config_t *cfg, duet_link_callbacks_t *lcb)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->mode = DUET_LINK_RAW;
+    cfg->rng = w->spec.rng;
+    memset(lcb, 0, sizeof *lcb);
+    lcb->ctx = w;
+    lcb->on_open = link_open;
+    lcb->on_record = link_record;
+    lcb->on_close = link_close;
+    lcb->on_log = link_log;
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    duet_pairway_t *w = server->data;
+    duet_link_config_t cfg;
+    duet_link_callbacks_t lcb;
+    duet_link_t *l;
+    if (status < 0 || w->closing) {
+        return;
+    }
+    config(w, &cfg, &lcb);
+    if (duet_link_accept(server, &cfg, &lcb, &l) != DUET_OK) {
+        return;
+    }
+    if (w->link != NULL) {
+        duet_link_close(l, DUET_EBUSY); /* one partner at a time */
+        return;
+    }
+    w->link = l;
+}
+
+duet_err_t duet_pairway_start(const duet_pairway_spec_t *spec, const duet_pairway_callbacks_t *cb,
+                              duet_pairway_t **out)
+{
+    struct sockaddr_storage ss;
+    duet_err_t err;
+    *out = NULL;
+    if (spec->relay != NULL || (spec->listen == NULL && spec->connect == NULL)) {
+        return DUET_EUNSUPPORTED;
+    }
+    duet_pairway_t *w = calloc(1, sizeof *w);
+    if (w == NULL) {
+        return DUET_ENOMEM;
+    }
+    w->spec = *spec;
+    w->cb = *cb;
+    if (spec->connect != NULL) {
+        duet_link_config_t cfg;
+        duet_link_callbacks_t lcb;
+        if ((err = duet_addr_parse(spec->connect, &ss)) != DUET_OK) {
+            free(w);
+            return err;
+        }
+        config(w, &cfg, &lcb);
+        if ((err = duet_link_connect(spec->loop, (struct sockaddr *)&ss, &cfg, &lcb, &w->link)) !=
+            DUET_OK) {
+            free(w);
+            return err;
+        }
+        *out = w;
+        return DUET_OK;
+    }
+    if ((err = duet_addr_parse(spec->listen, &ss)) != DUET_OK) {
+        free(w);
+        return err;
+    }
+    uv_tcp_init(spec->loop, &w->server);
+    w->server.data = w;
+    w->server_live = true;
+    int rc = uv_tcp_bind(&w->server, (struct sockaddr *)&ss, 0);
+    if (rc == 0) {
+        rc = uv_listen((uv_stream_t *)&w->server, 8, on_connection);
+    }
+    if (rc != 0) {
+        uv_close((uv_handle_t *)&w->server, server_closed);
+        return rc == UV_EADDRINUSE ? DUET_EADDRINUSE : DUET_ENET;
+    }
+    struct sockaddr_storage bound;
+    int blen = sizeof bound;
+    uv_tcp_getsockname(&w->server, (struct sockaddr *)&bound, &blen);
+    duet_addr_format((struct sockaddr *)&bound, w->addr, sizeof w->addr);
+    *out = w;
+    if (cb->on_code != NULL) {
+        cb->on_code(w, cb->ctx, w->addr);
+    }
+    return DUET_OK;
+}
+
+duet_err_t duet_pairway_send(duet_pairway_t *w, const uint8_t *msg, size_t len)
+{
+    if (w->link == NULL) {
+        return DUET_ECLOSED;
+    }
+    return duet_link_send(w->link, msg, len);
+}
+
+void duet_pairway_close(duet_pairway_t *w)
+{
+    if (w->closing) {
+        return;
+    }
+    w->closing = true;
+    if (w->link != NULL) {
+        duet_link_close(w->link, DUET_OK);
+    }
+    if (w->server_live) {
+        uv_close((uv_handle_t *)&w->server, server_closed);
+    } else if (w->link == NULL) {
+        free(w);
+    }
+}
