@@ -355,7 +355,7 @@ static const layout_t layouts[] = {
     L(DUET_RELAY_HELLO, f_hello),       L(DUET_RELAY_PUT, f_put),
     L(DUET_RELAY_LIST, f_list),         L(DUET_RELAY_GET, f_get),
     L(DUET_RELAY_DELETE, f_delete),     L(DUET_RELAY_SUBSCRIBE, f_sub),
-    L(DUET_RELAY_PING, f_rid),          L(DUET_RELAY_ALLOCATE, f_rid),
+    L(DUET_RELAY_PING, f_rid),          L(DUET_RELAY_ALLOCATE, f_claim),
     L(DUET_RELAY_CLAIM, f_claim),       L(DUET_RELAY_PMSG, f_pmsg),
     L(DUET_RELAY_OK, f_ok),             L(DUET_RELAY_WELCOME, f_welcome),
     L(DUET_RELAY_LISTED, f_listed),     L(DUET_RELAY_OBJECT, f_object),
@@ -473,10 +473,10 @@ static bool decode_fields(duet_relay_frame_t *f, const msgpack_object **v)
     case DUET_RELAY_SUBSCRIBE:
         return caps(f, v);
     case DUET_RELAY_PING:
-    case DUET_RELAY_ALLOCATE:
         return true;
+    case DUET_RELAY_ALLOCATE:
     case DUET_RELAY_CLAIM:
-        if (!u64_in(v[2], 1, 9999, &x)) {
+        if (!u64_in(v[2], f->type == DUET_RELAY_CLAIM ? 1 : 0, 9999, &x)) {
             return false;
         }
         f->nameplate = (uint16_t)x;
@@ -739,9 +739,13 @@ void duet_relay_enc_ping(duet_codec_enc_t *enc, uint32_t rid)
     head(enc, 2, DUET_RELAY_PING, rid);
 }
 
-void duet_relay_enc_allocate(duet_codec_enc_t *enc, uint32_t rid)
+void duet_relay_enc_allocate(duet_codec_enc_t *enc, uint32_t rid, uint16_t nameplate)
 {
-    head(enc, 2, DUET_RELAY_ALLOCATE, rid);
+    if (nameplate > 9999) {
+        abort();
+    }
+    head(enc, 3, DUET_RELAY_ALLOCATE, rid);
+    kuint(enc, 2, nameplate);
 }
 
 void duet_relay_enc_claim(duet_codec_enc_t *enc, uint32_t rid, uint16_t nameplate)

@@ -217,7 +217,7 @@ typedef struct duet_relay_frame {
     uint64_t after;               /* LIST */
     uint32_t limit;               /* LIST: 1..DUET_RELAY_LIST_MAX */
     uint64_t value;               /* OK; OBJECT and NOTIFY: cursor */
-    uint16_t nameplate;           /* CLAIM */
+    uint16_t nameplate;           /* CLAIM (1..9999), ALLOCATE (0: any) */
     duet_err_t err;               /* ERROR, PCLOSED */
     bool fatal;                   /* ERROR: the relay closes the connection after it */
     bool more;                    /* LISTED */
@@ -278,7 +278,8 @@ void duet_relay_enc_delete(duet_codec_enc_t *enc, uint32_t rid, const duet_relay
                            const uint8_t *const *oids, const size_t *oid_lens, size_t n);
 void duet_relay_enc_subscribe(duet_codec_enc_t *enc, uint32_t rid, const duet_relay_dir_t *d);
 void duet_relay_enc_ping(duet_codec_enc_t *enc, uint32_t rid);
-void duet_relay_enc_allocate(duet_codec_enc_t *enc, uint32_t rid);
+/* nameplate: the one wanted (1..9999), or 0 for any the relay picks. */
+void duet_relay_enc_allocate(duet_codec_enc_t *enc, uint32_t rid, uint16_t nameplate);
 void duet_relay_enc_claim(duet_codec_enc_t *enc, uint32_t rid, uint16_t nameplate);
 /* data is a padded pairing message, DUET_RELAY_PAIR_MSG bytes. */
 void duet_relay_enc_pmsg(duet_codec_enc_t *enc, uint32_t rid, const uint8_t *data);

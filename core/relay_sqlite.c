@@ -745,12 +745,21 @@ static bool np_free(const duet_relay_sqlite_t *s, size_t i, uint64_t now_ms)
            (s->np_state[i] == NP_ALLOCATED && s->np_expires[i] <= now_ms);
 }
 
-static duet_err_t st_np_allocate(void *ctx, uint64_t now_ms, uint64_t ttl_ms, duet_rng_t rng,
-                                 uint16_t *np)
+static duet_err_t st_np_allocate(void *ctx, uint16_t want, uint64_t now_ms, uint64_t ttl_ms,
+                                 duet_rng_t rng, uint16_t *np)
 {
     duet_relay_sqlite_t *s = ctx;
     size_t pick = 0;
     *np = 0;
+    if (want != 0) {
+        if (want >= NP_COUNT || !np_free(s, want, now_ms)) {
+            return DUET_ENAMEPLATE;
+        }
+        s->np_state[want] = NP_ALLOCATED;
+        s->np_expires[want] = now_ms + ttl_ms;
+        *np = want;
+        return DUET_OK;
+    }
     /* Uniform among 1..9999 by rejection; a few tries find a free one unless nearly all are
      * taken, and then a scan from a random start does. */
     for (int tries = 0; tries < 32 && pick == 0; tries++) {

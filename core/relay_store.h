@@ -83,11 +83,12 @@ typedef struct duet_relay_store {
 
     duet_err_t (*stats)(void *ctx, duet_relay_stats_t *out);
 
-    /* Nameplates 1..9999. allocate picks a free one at random (DUET_EBUSY if none) and holds
-     * it until now_ms + ttl_ms; claim takes an allocated, unexpired, unclaimed one
-     * (DUET_ENAMEPLATE otherwise: one pairing per nameplate); release frees it. */
-    duet_err_t (*np_allocate)(void *ctx, uint64_t now_ms, uint64_t ttl_ms, duet_rng_t rng,
-                              uint16_t *np);
+    /* Nameplates 1..9999. allocate takes want if it is free (DUET_ENAMEPLATE if not), or
+     * for want 0 picks a free one at random (DUET_EBUSY if none), and holds it until
+     * now_ms + ttl_ms; claim takes an allocated, unexpired, unclaimed one (DUET_ENAMEPLATE
+     * otherwise: one pairing per nameplate); release frees it. */
+    duet_err_t (*np_allocate)(void *ctx, uint16_t want, uint64_t now_ms, uint64_t ttl_ms,
+                              duet_rng_t rng, uint16_t *np);
     duet_err_t (*np_claim)(void *ctx, uint16_t np, uint64_t now_ms);
     void (*np_release)(void *ctx, uint16_t np);
 } duet_relay_store_t;

@@ -528,14 +528,9 @@ static bool slots_ready(duet_relayd_t *d)
     return d->slots != NULL;
 }
 
-/* End the rendezvous of c's nameplate: the other holder hears why; the nameplate is free. */
-static void np_end(duet_relayd_conn_t *c, duet_err_t why)
+/* Clear a slot: its holders other than c hear why (PCLOSED) and hold nothing any more. */
+static void slot_detach(duet_relayd_t *d, slot_t *s, const duet_relayd_conn_t *c, duet_err_t why)
 {
-    duet_relayd_t *d = c->d;
-    if (c->np == 0) {
-        return;
-    }
-    slot_t *s = &d->slots[c->np];
     for (int i = 0; i < 2; i++) {
         duet_relayd_conn_t *h = s->holder[i];
         if (h == NULL) {
@@ -550,8 +545,20 @@ static void np_end(duet_relayd_conn_t *c, duet_err_t why)
         h->np = 0;
         h->np_role = 0;
     }
-    d->st.np_release(d->st.ctx, (uint16_t)(s - d->slots));
+    (void)d;
     memset(s, 0, sizeof *s);
+}
+
+/* End the rendezvous of c's nameplate: the other holder hears why; the nameplate is free. */
+static void np_end(duet_relayd_conn_t *c, duet_err_t why)
+{
+    duet_relayd_t *d = c->d;
+    if (c->np == 0) {
+        return;
+    }
+    uint16_t np = c->np;
+    slot_detach(d, &d->slots[np], c, why);
+    d->st.np_release(d->st.ctx, np);
 }
 
 void duet_relayd_conn_free(duet_relayd_conn_t *c)
@@ -784,13 +791,15 @@ static duet_err_t on_allocate(duet_relayd_conn_t *c, const duet_relay_frame_t *f
     if (!slots_ready(d)) {
         return refuse(c, f->rid, DUET_EIO);
     }
-    duet_err_t err =
-        d->st.np_allocate(d->st.ctx, now, d->cfg.nameplate_ttl_s * 1000u, d->rng, &np);
+    duet_err_t err = d->st.np_allocate(d->st.ctx, f->nameplate, now,
+                                       d->cfg.nameplate_ttl_s * 1000u, d->rng, &np);
     if (err != DUET_OK) {
         return refuse(c, f->rid, err);
     }
     slot_t *s = &d->slots[np];
-    memset(s, 0, sizeof *s);
+    /* The store counts a nameplate free once it has expired; the tick may not have told its
+     * old holder yet. */
+    slot_detach(d, s, NULL, DUET_ETIMEDOUT);
     s->holder[0] = c;
     s->expires = now + d->cfg.nameplate_ttl_s * 1000u;
     c->np = np;

@@ -162,7 +162,7 @@ def main():
                       5: [oid1, b"\x01"]}),
         "subscribe": mp({0: 6, 1: 11, 2: a_in["mbox"], 3: a_in["rcap"], 4: a_in["whash"]}),
         "ping": mp({0: 7, 1: 65536}),
-        "allocate": mp({0: 8, 1: 12}),
+        "allocate": mp({0: 8, 1: 12, 2: 0}),
         "claim": mp({0: 9, 1: 13, 2: 417}),
         "pmsg": mp({0: 10, 1: 14, 2: b"\x00\x03abc" + bytes(507)}),
         "ok": mp({0: 64, 1: 7, 2: 1 << 33}),

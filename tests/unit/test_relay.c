@@ -411,8 +411,9 @@ static void test_frames_vectors(void **state)
     frame_is(fr, "ping", &enc, &f);
     assert_int_equal(f.rid, 65536);
     duet_relay_frame_dispose(&f);
-    duet_relay_enc_allocate(&enc, 12);
+    duet_relay_enc_allocate(&enc, 12, 0);
     frame_is(fr, "allocate", &enc, &f);
+    assert_int_equal(f.nameplate, 0);
     duet_relay_frame_dispose(&f);
     duet_relay_enc_claim(&enc, 13, 417);
     frame_is(fr, "claim", &enc, &f);
@@ -828,17 +829,23 @@ static void test_sqlite_quota_ttl(void **state)
     duet_testrng_t r;
     duet_rng_t rng = duet_testrng_init(&r, 3);
     uint16_t np, np2;
-    assert_int_equal(st.np_allocate(st.ctx, 0, 1000, rng, &np), DUET_OK);
+    assert_int_equal(st.np_allocate(st.ctx, 0, 0, 1000, rng, &np), DUET_OK);
     assert_true(np >= 1 && np <= 9999);
     assert_int_equal(st.np_claim(st.ctx, np, 10), DUET_OK);
     assert_int_equal(st.np_claim(st.ctx, np, 10), DUET_ENAMEPLATE);
-    assert_int_equal(st.np_allocate(st.ctx, 0, 1000, rng, &np2), DUET_OK);
+    assert_int_equal(st.np_allocate(st.ctx, 0, 0, 1000, rng, &np2), DUET_OK);
     assert_int_not_equal(np, np2);
     assert_int_equal(st.np_claim(st.ctx, np2, 1000), DUET_ENAMEPLATE); /* expired */
     assert_int_equal(st.np_claim(st.ctx, 1234, 0) == DUET_OK && np != 1234 && np2 != 1234,
                      false);
     st.np_release(st.ctx, np);
     assert_int_equal(st.np_claim(st.ctx, np, 10), DUET_ENAMEPLATE);
+    /* A wanted nameplate: granted when free, refused while someone holds it. */
+    uint16_t np3;
+    assert_int_equal(st.np_allocate(st.ctx, 4242, 0, 1000, rng, &np3), DUET_OK);
+    assert_int_equal(np3, 4242);
+    assert_int_equal(st.np_allocate(st.ctx, 4242, 10, 1000, rng, &np3), DUET_ENAMEPLATE);
+    assert_int_equal(st.np_allocate(st.ctx, 4242, 1000, 1000, rng, &np3), DUET_OK); /* expired */
     duet_relay_sqlite_close(db);
 }
 
@@ -1226,10 +1233,10 @@ static duet_err_t fl_stats(void *ctx, duet_relay_stats_t *out)
 {
     FWD(stats, out);
 }
-static duet_err_t fl_np_allocate(void *ctx, uint64_t now_ms, uint64_t ttl_ms, duet_rng_t rng,
-                                 uint16_t *np)
+static duet_err_t fl_np_allocate(void *ctx, uint16_t want, uint64_t now_ms, uint64_t ttl_ms,
+                                 duet_rng_t rng, uint16_t *np)
 {
-    FWD(np_allocate, now_ms, ttl_ms, rng, np);
+    FWD(np_allocate, want, now_ms, ttl_ms, rng, np);
 }
 static duet_err_t fl_np_claim(void *ctx, uint16_t np, uint64_t now_ms)
 {
@@ -1398,7 +1405,7 @@ static void test_engine_rendezvous(void **state)
     size_t rlen;
     duet_relayd_conn_t *lis = hello(&w, &enc), *join = hello(&w, &enc), *thief = hello(&w, &enc);
 
-    duet_relay_enc_allocate(&enc, 2);
+    duet_relay_enc_allocate(&enc, 2, 0);
     request(&w, lis, &enc, &f, &buf);
     assert_int_equal(f.type, DUET_RELAY_OK);
     uint16_t np = (uint16_t)f.value;
@@ -1464,8 +1471,9 @@ static void test_engine_rendezvous(void **state)
     free(buf);
 
     /* A nameplate nobody claims expires. */
-    duet_relay_enc_allocate(&enc, 5);
+    duet_relay_enc_allocate(&enc, 5, 4242);
     request(&w, lis, &enc, &f, &buf);
+    assert_int_equal(f.value, 4242); /* the nameplate of the listener's own code */
     assert_int_equal(f.type, DUET_RELAY_OK);
     duet_relay_frame_dispose(&f);
     free(buf);
