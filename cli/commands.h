@@ -15,5 +15,6 @@ int duet_cmd_verify(duet_cli_t *cli, int argc, char **argv);
 int duet_cmd_sync(duet_cli_t *cli, int argc, char **argv);
 int duet_cmd_daemon(duet_cli_t *cli, int argc, char **argv);
 int duet_cmd_watch(duet_cli_t *cli, int argc, char **argv);
+int duet_cmd_relay(duet_cli_t *cli, int argc, char **argv);
 
 #endif

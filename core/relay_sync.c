@@ -369,15 +369,16 @@ static duet_err_t on_put_env(duet_relay_sync_t *s, const pend_t *p, const duet_r
 
 static duet_err_t on_response(duet_relay_sync_t *s, const duet_relay_frame_t *f)
 {
+    /* A fatal ERROR may answer no particular request (a relay refusing the connection). */
+    if (f->type == DUET_RELAY_ERROR && f->fatal) {
+        return fail(s, f->err);
+    }
     if (s->plen == 0 || s->pend[s->phead].rid != f->rid) {
         return fail(s, DUET_EPROTO);
     }
     pend_t p = s->pend[s->phead];
     s->phead = (s->phead + 1) % DUET_RELAY_SYNC_PIPELINE;
     s->plen--;
-    if (f->type == DUET_RELAY_ERROR && f->fatal) {
-        return fail(s, f->err);
-    }
     bool is_err = f->type == DUET_RELAY_ERROR;
     switch (p.kind) {
     case P_HELLO:
