@@ -25,6 +25,7 @@ enum {
     S_OBJ_INSERT,
     S_OBJ_REPLACE,
     S_OBJ_DELETE,
+    S_OBJ_TOMBSTONE,
     S_LIST_ANY,
     S_LIST_CLASS,
     S_GET,
@@ -48,17 +49,18 @@ static const char *const sql_text[S_COUNT] = {
     [S_OBJ_FIND] = "SELECT id, cursor, cls, len FROM objects WHERE mb = ?1 AND oid = ?2",
     [S_OBJ_INSERT] = "INSERT INTO objects (mb, cursor, cls, oid, len, expires, data) "
                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    [S_OBJ_REPLACE] = "UPDATE objects SET cursor = ?2, len = ?3, expires = ?4, data = ?5 "
-                      "WHERE id = ?1",
+    [S_OBJ_REPLACE] = "UPDATE objects SET cursor = ?2, len = ?3, expires = ?4, data = ?5, "
+                      "cls = ?6 WHERE id = ?1",
     [S_OBJ_DELETE] = "DELETE FROM objects WHERE id = ?1",
+    [S_OBJ_TOMBSTONE] = "UPDATE objects SET cls = 0, len = 0, data = x'' WHERE id = ?1",
     [S_LIST_ANY] = "SELECT cursor, cls, oid, len FROM objects WHERE mb = ?1 AND cursor > ?2 "
-                   "AND expires > ?3 ORDER BY cursor LIMIT ?4",
+                   "AND expires > ?3 AND cls > 0 ORDER BY cursor LIMIT ?4",
     [S_LIST_CLASS] = "SELECT cursor, cls, oid, len FROM objects WHERE mb = ?1 AND cursor > ?2 "
                      "AND expires > ?3 AND cls = ?5 ORDER BY cursor LIMIT ?4",
     [S_GET] = "SELECT cursor, cls, len, data FROM objects WHERE mb = ?1 AND oid = ?2 "
-              "AND expires > ?3",
-    [S_EXPIRED] = "SELECT id, mb, len FROM objects WHERE expires <= ?1 LIMIT ?2",
-    [S_MB_EXPIRED_OWN] = "SELECT id, len FROM objects WHERE mb = ?1 AND expires <= ?2",
+              "AND expires > ?3 AND cls > 0",
+    [S_EXPIRED] = "SELECT id, mb, len, cls FROM objects WHERE expires <= ?1 LIMIT ?2",
+    [S_MB_EXPIRED_OWN] = "SELECT id, len, cls FROM objects WHERE mb = ?1 AND expires <= ?2",
     [S_MB_PURGE] = "DELETE FROM mailboxes WHERE items = 0 AND touched <= ?1",
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
@@ -379,13 +381,15 @@ static duet_err_t mb_drop_expired(duet_relay_sqlite_t *s, mailbox_t *mb, uint64_
     sqlite3_stmt *st = stmt(s, S_MB_EXPIRED_OWN);
     int64_t ids[64];
     uint64_t lens[64];
+    bool live[64];
     size_t n = 0;
     int rc;
     sqlite3_bind_int64(st, 1, mb->id);
     sqlite3_bind_int64(st, 2, i64(now_ms));
     while (n < 64 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         ids[n] = sqlite3_column_int64(st, 0);
-        lens[n++] = col_u64(st, 1);
+        lens[n] = col_u64(st, 1);
+        live[n++] = sqlite3_column_int(st, 2) != 0;
     }
     sqlite3_reset(st);
     for (size_t i = 0; i < n; i++) {
@@ -395,9 +399,11 @@ static duet_err_t mb_drop_expired(duet_relay_sqlite_t *s, mailbox_t *mb, uint64_
         if (err != DUET_OK) {
             return err;
         }
-        mb->items--;
-        mb->bytes -= lens[i];
-        s->batch_bytes -= (int64_t)lens[i];
+        if (live[i]) { /* a tombstone was counted in nothing */
+            mb->items--;
+            mb->bytes -= lens[i];
+            s->batch_bytes -= (int64_t)lens[i];
+        }
     }
     return n > 0 ? mb_counts(s, mb) : DUET_OK;
 }
@@ -437,13 +443,17 @@ static duet_err_t st_put(void *ctx, const uint8_t mbox[32], uint8_t cls, const u
     if (have_mb && (err = obj_find(s, mb.id, oid, oid_len, &o, &have_obj)) != DUET_OK) {
         return err;
     }
-    bool replace = have_obj && cls == DUET_RELAY_STATE && o.cls == DUET_RELAY_STATE;
+    /* A state object replaces its predecessor (or revives its tombstone); anything else is
+     * write-once, and a tombstone (an object the reader collected) still answers "already
+     * here": an upload repeated after a lost acknowledgement does not deliver twice. */
+    bool replace = have_obj && cls == DUET_RELAY_STATE && (o.cls == DUET_RELAY_STATE || o.cls == 0);
     if (have_obj && !replace) {
-        *cursor = o.cursor; /* write-once: the first PUT stands */
+        *cursor = o.cursor;
         *dup = true;
         return DUET_OK;
     }
-    uint64_t add_items = replace ? 0 : 1, remove = replace ? o.len : 0;
+    bool was_live = have_obj && o.cls != 0;
+    uint64_t add_items = was_live ? 0 : 1, remove = was_live ? o.len : 0;
     if (over_quota(s, &mb, add_items, len, remove, lim)) {
         if (have_mb && (err = mb_drop_expired(s, &mb, now_ms)) != DUET_OK) {
             return err;
@@ -454,8 +464,9 @@ static duet_err_t st_put(void *ctx, const uint8_t mbox[32], uint8_t cls, const u
                 return err;
             }
             replace = have_obj;
-            add_items = replace ? 0 : 1;
-            remove = replace ? o.len : 0;
+            was_live = have_obj && o.cls != 0;
+            add_items = was_live ? 0 : 1;
+            remove = was_live ? o.len : 0;
         }
         if (over_quota(s, &mb, add_items, len, remove, lim)) {
             return DUET_EQUOTA;
@@ -480,6 +491,7 @@ static duet_err_t st_put(void *ctx, const uint8_t mbox[32], uint8_t cls, const u
         sqlite3_bind_int64(st, 3, i64(len));
         sqlite3_bind_int64(st, 4, i64(expires));
         sqlite3_bind_blob(st, 5, data, (int)len, SQLITE_STATIC);
+        sqlite3_bind_int(st, 6, cls);
     } else {
         st = stmt(s, S_OBJ_INSERT);
         sqlite3_bind_int64(st, 1, mb.id);
@@ -618,10 +630,13 @@ static duet_err_t st_del(void *ctx, const uint8_t mbox[32], const uint8_t *oid, 
     if (err != DUET_OK || !found) {
         return err;
     }
-    if ((err = obj_find(s, mb.id, oid, oid_len, &o, &found)) != DUET_OK || !found) {
+    if ((err = obj_find(s, mb.id, oid, oid_len, &o, &found)) != DUET_OK || !found ||
+        o.cls == 0) {
         return err;
     }
-    sqlite3_stmt *st = stmt(s, S_OBJ_DELETE);
+    /* The data goes (secure_delete overwrites it); the id stays as a tombstone until the
+     * object would have expired, so that a repeated PUT of it is a duplicate. */
+    sqlite3_stmt *st = stmt(s, S_OBJ_TOMBSTONE);
     sqlite3_bind_int64(st, 1, o.id);
     if ((err = run(s, st)) != DUET_OK) {
         return err;
@@ -643,12 +658,13 @@ static duet_err_t st_del(void *ctx, const uint8_t mbox[32], const uint8_t *oid, 
 #define SWEEP_CHUNK 256u
 
 /* Remove one expired object found by the sweep and fix its mailbox's counters. */
-static duet_err_t sweep_one(duet_relay_sqlite_t *s, int64_t id, int64_t mbid, uint64_t len)
+static duet_err_t sweep_one(duet_relay_sqlite_t *s, int64_t id, int64_t mbid, uint64_t len,
+                            bool live)
 {
     sqlite3_stmt *st = stmt(s, S_OBJ_DELETE);
     sqlite3_bind_int64(st, 1, id);
     duet_err_t err = run(s, st);
-    if (err != DUET_OK) {
+    if (err != DUET_OK || !live) {
         return err;
     }
     st = stmt(s, S_MB_DEC);
@@ -665,6 +681,7 @@ static duet_err_t sweep(duet_relay_sqlite_t *s, uint64_t now_ms, uint64_t ttl_ms
 {
     int64_t ids[SWEEP_CHUNK], mbs[SWEEP_CHUNK];
     uint64_t lens[SWEEP_CHUNK];
+    bool live[SWEEP_CHUNK];
     duet_err_t err = DUET_OK;
     while (*removed < max && err == DUET_OK) {
         size_t want = max - *removed < SWEEP_CHUNK ? max - *removed : SWEEP_CHUNK, n = 0;
@@ -675,14 +692,15 @@ static duet_err_t sweep(duet_relay_sqlite_t *s, uint64_t now_ms, uint64_t ttl_ms
         while (n < want && (rc = sqlite3_step(st)) == SQLITE_ROW) {
             ids[n] = sqlite3_column_int64(st, 0);
             mbs[n] = sqlite3_column_int64(st, 1);
-            lens[n++] = col_u64(st, 2);
+            lens[n] = col_u64(st, 2);
+            live[n++] = sqlite3_column_int(st, 3) != 0;
         }
         sqlite3_reset(st);
         if (n == 0) {
             break;
         }
         for (size_t i = 0; i < n && err == DUET_OK; i++) {
-            err = sweep_one(s, ids[i], mbs[i], lens[i]);
+            err = sweep_one(s, ids[i], mbs[i], lens[i], live[i]);
         }
         *removed += n;
     }

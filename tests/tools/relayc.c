@@ -15,6 +15,8 @@
  *                                           exists and of one that does not
  *   duet-relayc URL hold N SECONDS          N connections, each says HELLO, then all wait
  *   duet-relayc URL ping N                  N PINGs one after another: latency
+ *   duet-relayc URL junk KIND               after HELLO, one bad record: random, truncated,
+ *                                           oversized (over the frame limit), bigobject
  *   duet-relayc URL pair [NAMEPLATE]        rendezvous as a listener (0: any) or, with
  *                                           "join NAMEPLATE", as the joiner; one message each
  *                                           way
@@ -250,7 +252,9 @@ typedef struct raw {
     duet_codec_enc_t enc;
 } raw_t;
 
-enum { M_HELLO, M_FLOOD, M_PING, M_HOLD, M_WRONG };
+enum { M_HELLO, M_FLOOD, M_PING, M_HOLD, M_WRONG, M_JUNK };
+
+static const char *junk_kind;
 
 static size_t raw_open_count, raw_welcomed, raw_closed;
 
@@ -284,6 +288,43 @@ static void raw_more(raw_t *r)
         duet_relay_enc_ping(&r->enc, ++r->rid);
         raw_send(r);
     }
+}
+
+/* After HELLO: one bad record of the kind asked for. */
+static void raw_junk(raw_t *r)
+{
+    static uint8_t big[DUET_RELAY_FRAME_MAX + 4096];
+    uint8_t junk[300];
+    const uint8_t *f;
+    size_t len;
+    duet_err_t err = DUET_OK;
+    r->target = 1;
+    if (strcmp(junk_kind, "random") == 0) {
+        randombytes_buf(junk, sizeof junk);
+        err = duet_link_send(r->link, junk, sizeof junk);
+    } else if (strcmp(junk_kind, "truncated") == 0) {
+        uint8_t data[64] = {0}, oid[16] = {1};
+        duet_relay_enc_put(&r->enc, ++r->rid, &r->k.out, DUET_RELAY_ENVELOPE, oid, 16, data,
+                           sizeof data);
+        if (duet_codec_enc_finish(&r->enc, &f, &len) == DUET_OK) {
+            err = duet_link_send(r->link, f, len / 2); /* a PUT cut in half */
+        }
+        duet_codec_enc_reset(&r->enc);
+    } else if (strcmp(junk_kind, "bigobject") == 0) {
+        /* A well-formed PUT whose object is over the relay's max-object: refused, not
+         * fatal. */
+        uint8_t oid[16] = {2};
+        memset(big, 0x33, DUET_RELAY_OBJECT_MAX);
+        duet_relay_enc_put(&r->enc, ++r->rid, &r->k.out, DUET_RELAY_ENVELOPE, oid, 16, big,
+                           DUET_RELAY_OBJECT_MAX);
+        raw_send(r);
+        return;
+    } else { /* "oversized": a record over the protocol's frame limit */
+        memset(big, 0x91, sizeof big);
+        err = duet_link_send(r->link, big, sizeof big);
+    }
+    r->sent++;
+    (void)err;
 }
 
 static void raw_on_open(duet_link_t *link, void *ctx)
@@ -332,6 +373,9 @@ static duet_err_t raw_on_record(duet_link_t *link, void *ctx, const uint8_t *rec
             duet_relay_enc_list(&r->enc, 100, &other.out, 0, 0, 16);
             raw_send(r);
             duet_relay_keys_dispose(&other);
+        }
+        if (r->mode == M_JUNK) {
+            raw_junk(r);
         }
         raw_more(r);
     } else if (f.rid != 0 || f.type == DUET_RELAY_ERROR) {
@@ -545,9 +589,15 @@ int main(int argc, char **argv)
         }
         status = run_session(strtoull(argv[3], NULL, 10), false);
     } else if (strcmp(cmd, "hello") == 0 || strcmp(cmd, "flood") == 0 ||
-               strcmp(cmd, "ping") == 0 || strcmp(cmd, "wrongcap") == 0) {
+               strcmp(cmd, "ping") == 0 || strcmp(cmd, "wrongcap") == 0 ||
+               (strcmp(cmd, "junk") == 0 && argc == 4)) {
         raw_t r;
-        int mode = cmd[0] == 'h' ? M_HELLO : cmd[0] == 'f' ? M_FLOOD : cmd[0] == 'p' ? M_PING : M_WRONG;
+        int mode = cmd[0] == 'h'   ? M_HELLO
+                   : cmd[0] == 'f' ? M_FLOOD
+                   : cmd[0] == 'p' ? M_PING
+                   : cmd[0] == 'j' ? M_JUNK
+                                   : M_WRONG;
+        junk_kind = mode == M_JUNK ? argv[3] : NULL;
         uint64_t seed = mode == M_FLOOD || mode == M_WRONG ? strtoull(argc > 3 ? argv[3] : "1", NULL, 10) : 1;
         duet_err_t err = raw_start(&r, mode, seed);
         if (err != DUET_OK) {
@@ -601,7 +651,11 @@ int main(int argc, char **argv)
         uv_timer_start(&report, on_hold_report, 200, 200);
         uv_unref((uv_handle_t *)&report);
         uv_run(&loop, UV_RUN_DEFAULT);
-        printf("welcomed=%zu\n", raw_welcomed);
+        size_t busy = 0;
+        for (size_t i = 0; i < nholds; i++) {
+            busy += holds[i].last_error == DUET_EBUSY;
+        }
+        printf("welcomed=%zu\nbusy=%zu\n", raw_welcomed, busy);
         status = raw_welcomed == nholds ? 0 : 1;
         for (size_t i = 0; i < nholds; i++) {
             raw_dispose(&holds[i]);

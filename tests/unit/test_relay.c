@@ -716,6 +716,26 @@ static void test_sqlite_basics(void **state)
     assert_int_equal(s.mailboxes, 2);
     assert_int_equal(s.objects, 3);
     assert_int_equal(s.bytes, 200 + 305 + 10);
+    /* A collected object leaves a tombstone: a repeated PUT of it (its acknowledgement was
+     * lost) is a duplicate, not a second delivery; it is not listed or served. */
+    put_ok(&st, m1, DUET_RELAY_ENVELOPE, 'a', 100, 1000, &cur, &dup);
+    assert_true(dup);
+    assert_int_equal(cur, 1);
+    assert_int_equal(st.list(st.ctx, m1, 0, 0, 1500, e, 8, &n, &more), DUET_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(st.get(st.ctx, m1, &oid, 1, 1500, &meta, &data), DUET_ENOENT);
+    /* A collected state object comes back with the next state. */
+    oid = 's';
+    assert_int_equal(st.begin(st.ctx), DUET_OK);
+    assert_int_equal(st.del(st.ctx, m1, &oid, 1, &gone), DUET_OK);
+    assert_true(gone);
+    assert_int_equal(st.commit(st.ctx), DUET_OK);
+    put_ok(&st, m1, DUET_RELAY_STATE, 's', 305, 2000, &cur, &dup);
+    assert_false(dup);
+    assert_int_equal(cur, 5);
+    assert_int_equal(st.get(st.ctx, m1, &oid, 1, 2500, &meta, &data), DUET_OK);
+    assert_int_equal(st.stats(st.ctx, &s), DUET_OK);
+    assert_int_equal(s.objects, 3);
 
     /* A batch rolled back leaves nothing. */
     assert_int_equal(st.begin(st.ctx), DUET_OK);
@@ -737,7 +757,7 @@ static void test_sqlite_basics(void **state)
     assert_int_equal(st.list(st.ctx, m1, 0, 0, 1500, e, 8, &n, &more), DUET_OK);
     assert_int_equal(n, 2);
     put_ok(&st, m1, DUET_RELAY_ENVELOPE, 'c', 1, 3000, &cur, &dup);
-    assert_int_equal(cur, 5);
+    assert_int_equal(cur, 6);
     duet_relay_sqlite_close(db);
 
     /* Not a database. */
