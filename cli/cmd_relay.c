@@ -9,6 +9,7 @@
  * line per problem on stderr, and {"event":"stopped",...} with its counters at the end.
  * Needs no home: a relay is not a device.
  */
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,6 +143,12 @@ static int serve(duet_cli_t *cli, int argc, char **argv)
         }
     }
 
+    /* Each connection's link holds two 64 KiB buffers of which an idle connection touches a
+     * page or two. A fixed mmap threshold keeps such blocks out of the heap, where calloc
+     * would have to clear (and so make resident) memory a freed connection dirtied; glibc's
+     * default threshold grows after the first frees and would put them there. */
+    (void)mallopt(M_MMAP_THRESHOLD, 96 * 1024);
+    (void)mallopt(M_TRIM_THRESHOLD, 16 * 1024 * 1024); /* no brk() churn under load */
     relay_run_t r = {.cli = cli};
     duet_relay_server_opts_t o = {
         .listen = listen,

@@ -870,6 +870,44 @@ bool duet_relay_err_allowed(duet_err_t err)
     }
 }
 
+/* ---- records ------------------------------------------------------------------------------ */
+
+duet_err_t duet_relay_record_next(const uint8_t *rec, size_t len, size_t *pos,
+                                  const uint8_t **frame, size_t *flen)
+{
+    *frame = NULL;
+    *flen = 0;
+    if (len == 0) {
+        return DUET_EPROTO;
+    }
+    if (*pos == len) {
+        return DUET_ENOENT;
+    }
+    if (*pos > len || len - *pos < DUET_RELAY_RECORD_HDR) {
+        return DUET_EPROTO;
+    }
+    const uint8_t *p = rec + *pos;
+    size_t n = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+    if (n == 0 || n > DUET_RELAY_FRAME_MAX || n > len - *pos - DUET_RELAY_RECORD_HDR) {
+        return DUET_EPROTO;
+    }
+    *frame = p + DUET_RELAY_RECORD_HDR;
+    *flen = n;
+    *pos += DUET_RELAY_RECORD_HDR + n;
+    return DUET_OK;
+}
+
+void duet_relay_record_put_len(uint8_t out[static DUET_RELAY_RECORD_HDR], size_t n)
+{
+    if (n == 0 || n > DUET_RELAY_FRAME_MAX) {
+        abort();
+    }
+    out[0] = (uint8_t)(n >> 24);
+    out[1] = (uint8_t)(n >> 16);
+    out[2] = (uint8_t)(n >> 8);
+    out[3] = (uint8_t)n;
+}
+
 /* ---- relay addresses ------------------------------------------------------------------- */
 
 #define SCHEME "duet://"

@@ -56,6 +56,11 @@
 #define DUET_RELAY_OBJECT_MAX (98304u + 64u) /* data bytes of one object: the largest
                                                 envelope, its masked sequence number, room */
 #define DUET_RELAY_FRAME_MAX (128u * 1024u)  /* any frame, either way */
+#define DUET_RELAY_RECORD_MAX (256u * 1024u) /* a link record: frames, each u32be length ‖ frame */
+#define DUET_RELAY_RECORD_HDR 4u
+/* Senders fill records up to this (one Noise message of the link: no reassembly, no large
+ * buffers on either side); a frame larger than that travels in a record of its own. */
+#define DUET_RELAY_RECORD_FILL 65518u
 #define DUET_RELAY_LIST_MAX 256u        /* entries in one LISTED */
 #define DUET_RELAY_DELETE_MAX 256u      /* object ids in one DELETE */
 #define DUET_RELAY_WINDOW 128u          /* requests a client may have unanswered */
@@ -303,6 +308,21 @@ void duet_relay_enc_pclosed(duet_codec_enc_t *enc, duet_err_t why);
  * arbitrary message.
  */
 bool duet_relay_err_allowed(duet_err_t err);
+
+/* ---- records ------------------------------------------------------------------------------ */
+
+/*
+ * A link record carries one or more frames, each as length (u32 big-endian) ‖ frame, so that
+ * the responses of one loop iteration leave in one Noise message and one write. Iterate
+ * over rec[0..len): *pos starts at 0; each call sets *frame, *flen to the next frame and
+ * advances *pos. DUET_ENOENT after the last one; DUET_EPROTO for an empty record, a length of
+ * 0 or over DUET_RELAY_FRAME_MAX, or a length beyond the record (then stop reading it).
+ */
+duet_err_t duet_relay_record_next(const uint8_t *rec, size_t len, size_t *pos,
+                                  const uint8_t **frame, size_t *flen) DUET_MUST_CHECK;
+
+/* Write the 4-byte length of a frame of n bytes (1..DUET_RELAY_FRAME_MAX, else abort). */
+void duet_relay_record_put_len(uint8_t out[static DUET_RELAY_RECORD_HDR], size_t n);
 
 /* ---- relay addresses ------------------------------------------------------------------- */
 

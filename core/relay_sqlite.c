@@ -19,7 +19,6 @@ enum {
     S_MB_FIND,
     S_MB_INSERT,
     S_MB_UPDATE,
-    S_MB_COUNTS,
     S_MB_DEC,
     S_OBJ_FIND,
     S_OBJ_INSERT,
@@ -39,20 +38,21 @@ enum {
 };
 
 static const char *const sql_text[S_COUNT] = {
-    [S_MB_FIND] = "SELECT id, last_cursor, items, bytes FROM mailboxes WHERE mbox = ?1",
+    [S_MB_FIND] = "SELECT id, last_cursor, items, bytes, touched FROM mailboxes WHERE mbox = ?1",
     [S_MB_INSERT] = "INSERT INTO mailboxes (mbox, last_cursor, items, bytes, touched) "
                     "VALUES (?1, 0, 0, 0, ?2)",
     [S_MB_UPDATE] = "UPDATE mailboxes SET last_cursor = ?2, items = ?3, bytes = ?4, "
                     "touched = ?5 WHERE id = ?1",
-    [S_MB_COUNTS] = "UPDATE mailboxes SET items = ?2, bytes = ?3 WHERE id = ?1",
     [S_MB_DEC] = "UPDATE mailboxes SET items = items - 1, bytes = bytes - ?2 WHERE id = ?1",
     [S_OBJ_FIND] = "SELECT id, cursor, cls, len FROM objects WHERE mb = ?1 AND oid = ?2",
-    [S_OBJ_INSERT] = "INSERT INTO objects (mb, cursor, cls, oid, len, expires, data) "
+    [S_OBJ_INSERT] = "INSERT OR IGNORE INTO objects (mb, cursor, cls, oid, len, expires, data) "
                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [S_OBJ_REPLACE] = "UPDATE objects SET cursor = ?2, len = ?3, expires = ?4, data = ?5, "
                       "cls = ?6 WHERE id = ?1",
     [S_OBJ_DELETE] = "DELETE FROM objects WHERE id = ?1",
-    [S_OBJ_TOMBSTONE] = "UPDATE objects SET cls = 0, len = 0, data = x'' WHERE id = ?1",
+    /* A tombstone keeps len (RETURNING gives the new values; this one is not changed). */
+    [S_OBJ_TOMBSTONE] = "UPDATE objects SET cls = 0, data = x'' "
+                        "WHERE mb = ?1 AND oid = ?2 AND cls > 0 RETURNING len",
     [S_LIST_ANY] = "SELECT cursor, cls, oid, len FROM objects WHERE mb = ?1 AND cursor > ?2 "
                    "AND expires > ?3 AND cls > 0 ORDER BY cursor LIMIT ?4",
     [S_LIST_CLASS] = "SELECT cursor, cls, oid, len FROM objects WHERE mb = ?1 AND cursor > ?2 "
@@ -88,10 +88,21 @@ static const char schema[] =
     " UNIQUE (mb, cursor));"
     "CREATE INDEX IF NOT EXISTS objects_expires ON objects (expires);";
 
+#define MB_CACHE 256u /* mailboxes whose rows are kept in memory */
+
+typedef struct mbent {
+    bool valid, dirty;
+    uint8_t mbox[32];
+    int64_t id;
+    uint64_t last_cursor, items, bytes, touched;
+} mbent_t;
+
 struct duet_relay_sqlite {
     sqlite3 *db;
     sqlite3_stmt *st[S_COUNT];
     bool in_batch;
+    duet_err_t broken;    /* SQLite rolled the open batch back by itself */
+    mbent_t mbc[MB_CACHE];
     uint64_t bytes;       /* data bytes in the store, committed */
     int64_t batch_bytes;  /* change made by the open batch */
     uint8_t *getbuf;      /* get's result */
@@ -100,10 +111,6 @@ struct duet_relay_sqlite {
     uint64_t np_expires[NP_COUNT];
 };
 
-typedef struct mailbox {
-    int64_t id;
-    uint64_t last_cursor, items, bytes;
-} mailbox_t;
 
 static duet_err_t map_rc(duet_relay_sqlite_t *s, int rc)
 {
@@ -188,7 +195,10 @@ static duet_err_t setup(duet_relay_sqlite_t *s)
     if ((err = exec(s, "PRAGMA journal_mode = WAL")) != DUET_OK ||
         (err = exec(s, "PRAGMA synchronous = FULL")) != DUET_OK ||
         (err = exec(s, "PRAGMA secure_delete = FAST")) != DUET_OK ||
-        (err = exec(s, "PRAGMA journal_size_limit = 16777216")) != DUET_OK) {
+        (err = exec(s, "PRAGMA journal_size_limit = 16777216")) != DUET_OK ||
+        (err = exec(s, "PRAGMA wal_autocheckpoint = 8192")) != DUET_OK ||
+        (err = exec(s, "PRAGMA cache_size = -" DUET_RELAY_SQLITE_CACHE_KIB)) != DUET_OK ||
+        (err = exec(s, "PRAGMA mmap_size = " DUET_RELAY_SQLITE_MMAP)) != DUET_OK) {
         return err;
     }
     if ((err = exec(s, "BEGIN IMMEDIATE")) != DUET_OK) {
@@ -260,6 +270,97 @@ void duet_relay_sqlite_close(duet_relay_sqlite_t *s)
     free(s);
 }
 
+/* ---- the mailbox cache -------------------------------------------------------------------
+ *
+ * Every operation names a mailbox; reading its row and writing its counters back for each
+ * would cost two statements per object. Mailboxes in use stay in a small direct-mapped cache
+ * instead (the ids are hashes, so their first bytes spread them); counters changed by a batch
+ * are written back once, just before its COMMIT. The cache is the truth only inside this
+ * process, which holds the database's exclusive lock; a rollback or a sweep empties it. */
+
+static mbent_t *mb_slot(duet_relay_sqlite_t *s, const uint8_t mbox[32])
+{
+    return &s->mbc[((size_t)mbox[0] << 8 | mbox[1]) % MB_CACHE];
+}
+
+static duet_err_t mb_write_back(duet_relay_sqlite_t *s, mbent_t *e)
+{
+    if (!e->dirty) {
+        return DUET_OK;
+    }
+    sqlite3_stmt *st = stmt(s, S_MB_UPDATE);
+    sqlite3_bind_int64(st, 1, e->id);
+    sqlite3_bind_int64(st, 2, i64(e->last_cursor));
+    sqlite3_bind_int64(st, 3, i64(e->items));
+    sqlite3_bind_int64(st, 4, i64(e->bytes));
+    sqlite3_bind_int64(st, 5, i64(e->touched));
+    duet_err_t err = run(s, st);
+    if (err == DUET_OK) {
+        e->dirty = false;
+    }
+    return err;
+}
+
+static void mb_forget_all(duet_relay_sqlite_t *s)
+{
+    memset(s->mbc, 0, sizeof s->mbc);
+}
+
+/*
+ * The cache entry of mbox, loaded from the database if needed; with create (inside a batch)
+ * a mailbox that does not exist is made. *e is NULL when it does not exist (and create is
+ * false).
+ */
+static duet_err_t mb_get(duet_relay_sqlite_t *s, const uint8_t mbox[32], bool create,
+                         uint64_t now_ms, mbent_t **e)
+{
+    mbent_t *slot = mb_slot(s, mbox);
+    *e = NULL;
+    if (slot->valid && memcmp(slot->mbox, mbox, 32) == 0) { /* public ids: memcmp is fine */
+        *e = slot;
+        return DUET_OK;
+    }
+    duet_err_t err = mb_write_back(s, slot); /* evicted: its counters go to the table now */
+    if (err != DUET_OK) {
+        return err;
+    }
+    slot->valid = false;
+    sqlite3_stmt *st = stmt(s, S_MB_FIND);
+    sqlite3_bind_blob(st, 1, mbox, 32, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        slot->id = sqlite3_column_int64(st, 0);
+        slot->last_cursor = col_u64(st, 1);
+        slot->items = col_u64(st, 2);
+        slot->bytes = col_u64(st, 3);
+        slot->touched = col_u64(st, 4);
+        rc = SQLITE_DONE;
+    } else if (rc == SQLITE_DONE) {
+        sqlite3_reset(st);
+        if (!create) {
+            return DUET_OK;
+        }
+        st = stmt(s, S_MB_INSERT);
+        sqlite3_bind_blob(st, 1, mbox, 32, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, i64(now_ms));
+        if ((err = run(s, st)) != DUET_OK) {
+            return err;
+        }
+        slot->id = sqlite3_last_insert_rowid(s->db);
+        slot->last_cursor = slot->items = slot->bytes = 0;
+        slot->touched = now_ms;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        return map_rc(s, rc);
+    }
+    memcpy(slot->mbox, mbox, 32);
+    slot->valid = true;
+    slot->dirty = false;
+    *e = slot;
+    return DUET_OK;
+}
+
 /* ---- batches --------------------------------------------------------------------------- */
 
 static duet_err_t st_begin(void *ctx)
@@ -271,6 +372,7 @@ static duet_err_t st_begin(void *ctx)
     duet_err_t err = run(s, stmt(s, S_BEGIN));
     if (err == DUET_OK) {
         s->in_batch = true;
+        s->broken = DUET_OK;
         s->batch_bytes = 0;
     }
     return err;
@@ -285,6 +387,7 @@ static void st_rollback(void *ctx)
     if (sqlite3_get_autocommit(s->db) == 0) {
         (void)run(s, stmt(s, S_ROLLBACK));
     }
+    mb_forget_all(s); /* its counters may hold the batch's changes */
     s->in_batch = false;
     s->batch_bytes = 0;
 }
@@ -292,10 +395,19 @@ static void st_rollback(void *ctx)
 static duet_err_t st_commit(void *ctx)
 {
     duet_relay_sqlite_t *s = ctx;
+    duet_err_t err = DUET_OK;
     if (!s->in_batch) {
         abort();
     }
-    duet_err_t err = run(s, stmt(s, S_COMMIT));
+    if (s->broken != DUET_OK) {
+        err = s->broken;
+    }
+    for (size_t i = 0; i < MB_CACHE && err == DUET_OK; i++) {
+        err = mb_write_back(s, &s->mbc[i]);
+    }
+    if (err == DUET_OK) {
+        err = run(s, stmt(s, S_COMMIT));
+    }
     if (err != DUET_OK) {
         st_rollback(s); /* SQLite may have rolled back already; make sure */
         return err;
@@ -306,47 +418,20 @@ static duet_err_t st_commit(void *ctx)
     return DUET_OK;
 }
 
-/* ---- mailboxes and objects ------------------------------------------------------------ */
-
-static duet_err_t mb_find(duet_relay_sqlite_t *s, const uint8_t mbox[32], mailbox_t *mb,
-                          bool *found)
+/*
+ * A statement failed inside a batch. Some failures (a full disk, I/O) make SQLite roll the
+ * whole transaction back at once; then nothing more may be written in "this batch" (it would
+ * commit on its own, outside any transaction), and its COMMIT must fail.
+ */
+static duet_err_t batch_failed(duet_relay_sqlite_t *s, duet_err_t err)
 {
-    sqlite3_stmt *st = stmt(s, S_MB_FIND);
-    memset(mb, 0, sizeof *mb);
-    *found = false;
-    sqlite3_bind_blob(st, 1, mbox, 32, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        mb->id = sqlite3_column_int64(st, 0);
-        mb->last_cursor = col_u64(st, 1);
-        mb->items = col_u64(st, 2);
-        mb->bytes = col_u64(st, 3);
-        *found = true;
-        rc = SQLITE_DONE;
+    if (s->in_batch && sqlite3_get_autocommit(s->db) != 0 && s->broken == DUET_OK) {
+        s->broken = err;
     }
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? DUET_OK : map_rc(s, rc);
+    return err;
 }
 
-static duet_err_t mb_save(duet_relay_sqlite_t *s, const mailbox_t *mb, uint64_t now_ms)
-{
-    sqlite3_stmt *st = stmt(s, S_MB_UPDATE);
-    sqlite3_bind_int64(st, 1, mb->id);
-    sqlite3_bind_int64(st, 2, i64(mb->last_cursor));
-    sqlite3_bind_int64(st, 3, i64(mb->items));
-    sqlite3_bind_int64(st, 4, i64(mb->bytes));
-    sqlite3_bind_int64(st, 5, i64(now_ms));
-    return run(s, st);
-}
-
-static duet_err_t mb_counts(duet_relay_sqlite_t *s, const mailbox_t *mb)
-{
-    sqlite3_stmt *st = stmt(s, S_MB_COUNTS);
-    sqlite3_bind_int64(st, 1, mb->id);
-    sqlite3_bind_int64(st, 2, i64(mb->items));
-    sqlite3_bind_int64(st, 3, i64(mb->bytes));
-    return run(s, st);
-}
+/* ---- objects --------------------------------------------------------------------------- */
 
 typedef struct object {
     int64_t id;
@@ -376,7 +461,7 @@ static duet_err_t obj_find(duet_relay_sqlite_t *s, int64_t mb, const uint8_t *oi
 }
 
 /* Drop a mailbox's expired objects (before refusing a PUT for quota). */
-static duet_err_t mb_drop_expired(duet_relay_sqlite_t *s, mailbox_t *mb, uint64_t now_ms)
+static duet_err_t mb_drop_expired(duet_relay_sqlite_t *s, mbent_t *mb, uint64_t now_ms)
 {
     sqlite3_stmt *st = stmt(s, S_MB_EXPIRED_OWN);
     int64_t ids[64];
@@ -402,13 +487,14 @@ static duet_err_t mb_drop_expired(duet_relay_sqlite_t *s, mailbox_t *mb, uint64_
         if (live[i]) { /* a tombstone was counted in nothing */
             mb->items--;
             mb->bytes -= lens[i];
+            mb->dirty = true;
             s->batch_bytes -= (int64_t)lens[i];
         }
     }
-    return n > 0 ? mb_counts(s, mb) : DUET_OK;
+    return DUET_OK;
 }
 
-static bool over_quota(const duet_relay_sqlite_t *s, const mailbox_t *mb, uint64_t add_items,
+static bool over_quota(const duet_relay_sqlite_t *s, const mbent_t *mb, uint64_t add_items,
                        uint64_t add_bytes, uint64_t remove_bytes, const duet_relay_limits_t *lim)
 {
     uint64_t store = (uint64_t)((int64_t)s->bytes + s->batch_bytes);
@@ -422,14 +508,21 @@ static bool over_quota(const duet_relay_sqlite_t *s, const mailbox_t *mb, uint64
            store + add_bytes - remove_bytes > lim->max_store_bytes;
 }
 
+/* The existing object (cls, oid), for a PUT that must know what it would replace. */
+static duet_err_t put_lookup(duet_relay_sqlite_t *s, mbent_t *mb, const uint8_t *oid,
+                             size_t oid_len, object_t *o, bool *have)
+{
+    return obj_find(s, mb->id, oid, oid_len, o, have);
+}
+
 static duet_err_t st_put(void *ctx, const uint8_t mbox[32], uint8_t cls, const uint8_t *oid,
                          size_t oid_len, const uint8_t *data, size_t len, uint64_t now_ms,
                          const duet_relay_limits_t *lim, uint64_t *cursor, bool *dup)
 {
     duet_relay_sqlite_t *s = ctx;
-    mailbox_t mb;
+    mbent_t *mb;
     object_t o = {0};
-    bool have_mb, have_obj = false;
+    bool have_obj = false;
     duet_err_t err;
 
     *cursor = 0;
@@ -437,16 +530,23 @@ static duet_err_t st_put(void *ctx, const uint8_t mbox[32], uint8_t cls, const u
     if (!s->in_batch) {
         abort();
     }
-    if ((err = mb_find(s, mbox, &mb, &have_mb)) != DUET_OK) {
-        return err;
+    if (s->broken != DUET_OK) {
+        return s->broken;
     }
-    if (have_mb && (err = obj_find(s, mb.id, oid, oid_len, &o, &have_obj)) != DUET_OK) {
-        return err;
+    if ((err = mb_get(s, mbox, true, now_ms, &mb)) != DUET_OK) {
+        return batch_failed(s, err);
+    }
+    /* Write-once objects need no look-up first unless the mailbox is full: the INSERT below
+     * ignores a duplicate, and a look-up then finds its cursor. A state object must know
+     * what it replaces. */
+    bool look = cls == DUET_RELAY_STATE || over_quota(s, mb, 1, len, 0, lim);
+    if (look && (err = put_lookup(s, mb, oid, oid_len, &o, &have_obj)) != DUET_OK) {
+        return batch_failed(s, err);
     }
     /* A state object replaces its predecessor (or revives its tombstone); anything else is
      * write-once, and a tombstone (an object the reader collected) still answers "already
      * here": an upload repeated after a lost acknowledgement does not deliver twice. */
-    bool replace = have_obj && cls == DUET_RELAY_STATE && (o.cls == DUET_RELAY_STATE || o.cls == 0);
+    bool replace = have_obj && cls == DUET_RELAY_STATE;
     if (have_obj && !replace) {
         *cursor = o.cursor;
         *dup = true;
@@ -454,34 +554,22 @@ static duet_err_t st_put(void *ctx, const uint8_t mbox[32], uint8_t cls, const u
     }
     bool was_live = have_obj && o.cls != 0;
     uint64_t add_items = was_live ? 0 : 1, remove = was_live ? o.len : 0;
-    if (over_quota(s, &mb, add_items, len, remove, lim)) {
-        if (have_mb && (err = mb_drop_expired(s, &mb, now_ms)) != DUET_OK) {
-            return err;
+    if (over_quota(s, mb, add_items, len, remove, lim)) {
+        if ((err = mb_drop_expired(s, mb, now_ms)) != DUET_OK) {
+            return batch_failed(s, err);
         }
-        if (have_obj && replace) {
-            /* the replaced object may itself have expired and gone */
-            if ((err = obj_find(s, mb.id, oid, oid_len, &o, &have_obj)) != DUET_OK) {
-                return err;
-            }
-            replace = have_obj;
-            was_live = have_obj && o.cls != 0;
-            add_items = was_live ? 0 : 1;
-            remove = was_live ? o.len : 0;
+        if (replace && (err = put_lookup(s, mb, oid, oid_len, &o, &have_obj)) != DUET_OK) {
+            return batch_failed(s, err); /* the replaced object may have expired and gone */
         }
-        if (over_quota(s, &mb, add_items, len, remove, lim)) {
+        replace = have_obj && cls == DUET_RELAY_STATE;
+        was_live = have_obj && o.cls != 0;
+        add_items = was_live ? 0 : 1;
+        remove = was_live ? o.len : 0;
+        if (over_quota(s, mb, add_items, len, remove, lim)) {
             return DUET_EQUOTA;
         }
     }
-    if (!have_mb) {
-        sqlite3_stmt *st = stmt(s, S_MB_INSERT);
-        sqlite3_bind_blob(st, 1, mbox, 32, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, i64(now_ms));
-        if ((err = run(s, st)) != DUET_OK) {
-            return err;
-        }
-        mb.id = sqlite3_last_insert_rowid(s->db);
-    }
-    uint64_t next = mb.last_cursor + 1;
+    uint64_t next = mb->last_cursor + 1;
     uint64_t expires = now_ms + lim->ttl_ms < now_ms ? UINT64_MAX : now_ms + lim->ttl_ms;
     sqlite3_stmt *st;
     if (replace) {
@@ -494,7 +582,7 @@ static duet_err_t st_put(void *ctx, const uint8_t mbox[32], uint8_t cls, const u
         sqlite3_bind_int(st, 6, cls);
     } else {
         st = stmt(s, S_OBJ_INSERT);
-        sqlite3_bind_int64(st, 1, mb.id);
+        sqlite3_bind_int64(st, 1, mb->id);
         sqlite3_bind_int64(st, 2, i64(next));
         sqlite3_bind_int(st, 3, cls);
         sqlite3_bind_blob(st, 4, oid, (int)oid_len, SQLITE_STATIC);
@@ -503,14 +591,22 @@ static duet_err_t st_put(void *ctx, const uint8_t mbox[32], uint8_t cls, const u
         sqlite3_bind_blob(st, 7, data, (int)len, SQLITE_STATIC);
     }
     if ((err = run(s, st)) != DUET_OK) {
-        return err;
+        return batch_failed(s, err);
     }
-    mb.last_cursor = next;
-    mb.items += add_items;
-    mb.bytes = mb.bytes - remove + len;
-    if ((err = mb_save(s, &mb, now_ms)) != DUET_OK) {
-        return err;
+    if (!replace && sqlite3_changes(s->db) == 0) {
+        /* INSERT OR IGNORE met the object (or its tombstone): a duplicate */
+        if ((err = put_lookup(s, mb, oid, oid_len, &o, &have_obj)) != DUET_OK) {
+            return batch_failed(s, err);
+        }
+        *cursor = o.cursor;
+        *dup = true;
+        return DUET_OK;
     }
+    mb->last_cursor = next;
+    mb->items += add_items;
+    mb->bytes = mb->bytes - remove + len;
+    mb->touched = now_ms;
+    mb->dirty = true;
     s->batch_bytes += (int64_t)len - (int64_t)remove;
     *cursor = next;
     return DUET_OK;
@@ -521,16 +617,15 @@ static duet_err_t st_list(void *ctx, const uint8_t mbox[32], uint8_t cls, uint64
                           bool *more)
 {
     duet_relay_sqlite_t *s = ctx;
-    mailbox_t mb;
-    bool found;
+    mbent_t *mb;
     *n = 0;
     *more = false;
-    duet_err_t err = mb_find(s, mbox, &mb, &found);
-    if (err != DUET_OK || !found) {
+    duet_err_t err = mb_get(s, mbox, false, now_ms, &mb);
+    if (err != DUET_OK || mb == NULL) {
         return err;
     }
     sqlite3_stmt *st = stmt(s, cls ? S_LIST_CLASS : S_LIST_ANY);
-    sqlite3_bind_int64(st, 1, mb.id);
+    sqlite3_bind_int64(st, 1, mb->id);
     sqlite3_bind_int64(st, 2, i64(after));
     sqlite3_bind_int64(st, 3, i64(now_ms));
     sqlite3_bind_int64(st, 4, (int64_t)cap + 1);
@@ -571,19 +666,18 @@ static duet_err_t st_get(void *ctx, const uint8_t mbox[32], const uint8_t *oid, 
                          uint64_t now_ms, duet_relay_entry_t *meta, const uint8_t **data)
 {
     duet_relay_sqlite_t *s = ctx;
-    mailbox_t mb;
-    bool found;
+    mbent_t *mb;
     memset(meta, 0, sizeof *meta);
     *data = NULL;
-    duet_err_t err = mb_find(s, mbox, &mb, &found);
+    duet_err_t err = mb_get(s, mbox, false, now_ms, &mb);
     if (err != DUET_OK) {
         return err;
     }
-    if (!found) {
+    if (mb == NULL) {
         return DUET_ENOENT;
     }
     sqlite3_stmt *st = stmt(s, S_GET);
-    sqlite3_bind_int64(st, 1, mb.id);
+    sqlite3_bind_int64(st, 1, mb->id);
     sqlite3_bind_blob(st, 2, oid, (int)oid_len, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, i64(now_ms));
     int rc = sqlite3_step(st);
@@ -619,39 +713,44 @@ static duet_err_t st_del(void *ctx, const uint8_t mbox[32], const uint8_t *oid, 
                          bool *deleted)
 {
     duet_relay_sqlite_t *s = ctx;
-    mailbox_t mb;
-    object_t o;
-    bool found;
+    mbent_t *mb;
     *deleted = false;
     if (!s->in_batch) {
         abort();
     }
-    duet_err_t err = mb_find(s, mbox, &mb, &found);
-    if (err != DUET_OK || !found) {
-        return err;
+    if (s->broken != DUET_OK) {
+        return s->broken;
     }
-    if ((err = obj_find(s, mb.id, oid, oid_len, &o, &found)) != DUET_OK || !found ||
-        o.cls == 0) {
-        return err;
+    duet_err_t err = mb_get(s, mbox, false, 0, &mb);
+    if (err != DUET_OK || mb == NULL) {
+        return batch_failed(s, err);
     }
     /* The data goes (secure_delete overwrites it); the id stays as a tombstone until the
      * object would have expired, so that a repeated PUT of it is a duplicate. */
     sqlite3_stmt *st = stmt(s, S_OBJ_TOMBSTONE);
-    sqlite3_bind_int64(st, 1, o.id);
-    if ((err = run(s, st)) != DUET_OK) {
-        return err;
+    sqlite3_bind_int64(st, 1, mb->id);
+    sqlite3_bind_blob(st, 2, oid, (int)oid_len, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    uint64_t len = 0;
+    bool found = rc == SQLITE_ROW;
+    if (found) {
+        len = col_u64(st, 0);
+        rc = sqlite3_step(st);
     }
-    mb.items--;
-    mb.bytes -= o.len;
-    /* A delete does not refresh "touched": only PUTs keep an empty mailbox alive. */
-    if ((err = mb_counts(s, &mb)) != DUET_OK) {
-        return err;
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        return batch_failed(s, map_rc(s, rc));
     }
-    s->batch_bytes -= (int64_t)o.len;
-    *deleted = true;
+    if (found) {
+        /* A delete does not refresh "touched": only PUTs keep an empty mailbox alive. */
+        mb->items--;
+        mb->bytes -= len;
+        mb->dirty = true;
+        s->batch_bytes -= (int64_t)len;
+        *deleted = true;
+    }
     return DUET_OK;
 }
-
 
 /* ---- the sweep --------------------------------------------------------------------------- */
 
@@ -727,6 +826,7 @@ static duet_err_t st_expire(void *ctx, uint64_t now_ms, uint64_t ttl_ms, size_t 
     } else {
         st_rollback(s);
     }
+    mb_forget_all(s); /* the sweep changed counters and removed rows behind the cache */
     if (err != DUET_OK) {
         *removed = 0;
     }

@@ -176,6 +176,7 @@ uint64_t duet_relay_config_value(const duet_relay_config_t *c, size_t i)
 #define PAIR_MSGS_MAX 16u    /* messages through one nameplate, both ways */
 #define QUEUE_MAX (DUET_RELAY_WINDOW + DUET_RELAY_SUBS_MAX + PAIR_MSGS_MAX + 2u)
 #define SUB_BUCKETS_MIN 64u
+#define QUEUE_KEEP 4u        /* a queue this small stays allocated between requests */
 
 /* Kinds of queued items: a response (or event) frame type, plus the reads done lazily. */
 enum { Q_LIST_READ = 200, Q_GET_READ = 201, Q_NOTIFY_SUB = 202 };
@@ -379,8 +380,8 @@ static void q_pop(duet_relayd_conn_t *c)
     c->qhead = (c->qhead + 1) % c->qcap;
     c->qlen--;
     c->released--;
-    if (c->qlen == 0) {
-        free(c->q); /* an idle connection keeps no queue */
+    if (c->qlen == 0 && c->qcap > QUEUE_KEEP) {
+        free(c->q); /* an idle connection keeps no large queue */
         c->q = NULL;
         c->qcap = c->qhead = 0;
     }
@@ -578,6 +579,7 @@ void duet_relayd_conn_free(duet_relayd_conn_t *c)
         c->released = c->qlen;
         q_pop(c);
     }
+    free(c->q);
     d->n.connections--;
     free(c);
 }

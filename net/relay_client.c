@@ -141,6 +141,7 @@ struct duet_relay_client {
     bool opened, connected_said, closing_done, stopped, kicked;
     uint64_t opened_at, backoff, progress_seen;
     duet_relay_sync_counts_t total; /* sessions before the current one (daemon) */
+    uint8_t *out;                   /* a record being filled (DUET_RELAY_RECORD_MAX) */
 };
 
 static void client_connect(duet_relay_client_t *c);
@@ -159,6 +160,7 @@ static void client_maybe_free(duet_relay_client_t *c)
     if (c->stopped && !c->gai_active && !c->link_active && c->timer_closed) {
         duet_relay_sync_free(c->s);
         duet_relay_keys_dispose(&c->keys);
+        free(c->out);
         free(c);
     }
 }
@@ -191,20 +193,36 @@ static void client_pump(duet_relay_client_t *c)
     }
     for (;;) {
         const uint8_t *frame;
-        size_t len;
+        size_t len = 0, used = 0;
         if (duet_link_write_queue_size(c->link) > DUET_LINK_HIGH_WATER) {
             return; /* on_writable brings us back */
         }
-        duet_err_t err = duet_relay_sync_next_frame(c->s, &frame, &len);
-        if (err != DUET_OK) {
-            c->closing_done = true;
-            duet_link_close(c->link, err);
-            return;
-        }
-        if (len == 0) {
+        /* As many frames to a record as fit in one Noise message, one write; a frame that
+         * would overflow it goes in a record of its own (or the next). */
+        do {
+            duet_err_t err = duet_relay_sync_next_frame(c->s, &frame, &len);
+            if (err != DUET_OK) {
+                c->closing_done = true;
+                duet_link_close(c->link, err);
+                return;
+            }
+            if (len > 0 && used > 0 &&
+                used + DUET_RELAY_RECORD_HDR + len > DUET_RELAY_RECORD_FILL) {
+                if (duet_link_send(c->link, c->out, used) != DUET_OK) {
+                    return;
+                }
+                used = 0;
+            }
+            if (len > 0) {
+                duet_relay_record_put_len(c->out + used, len);
+                memcpy(c->out + used + DUET_RELAY_RECORD_HDR, frame, len);
+                used += DUET_RELAY_RECORD_HDR + len;
+            }
+        } while (len > 0 && used < DUET_RELAY_RECORD_FILL);
+        if (used == 0) {
             break;
         }
-        if (duet_link_send(c->link, frame, len) != DUET_OK) {
+        if (duet_link_send(c->link, c->out, used) != DUET_OK) {
             return; /* closing: on_close follows */
         }
     }
@@ -245,11 +263,18 @@ static duet_err_t c_on_record(duet_link_t *link, void *ctx, const uint8_t *rec, 
 {
     duet_relay_client_t *c = ctx;
     (void)link;
+    const uint8_t *frame;
+    size_t pos = 0, flen;
+    duet_err_t err;
     if (c->closing_done) {
         return DUET_OK;
     }
-    duet_err_t err = duet_relay_sync_recv(c->s, rec, len);
-    if (err != DUET_OK) {
+    while ((err = duet_relay_record_next(rec, len, &pos, &frame, &flen)) == DUET_OK) {
+        if ((err = duet_relay_sync_recv(c->s, frame, flen)) != DUET_OK) {
+            break;
+        }
+    }
+    if (err != DUET_ENOENT) {
         c->closing_done = true;
         return err; /* the link closes with it */
     }
@@ -416,6 +441,9 @@ duet_err_t duet_relay_client_start(const duet_relay_client_opts_t *o,
         return DUET_ENOMEM;
     }
     duet_err_t err = duet_relay_url_parse(&c->url, o->url, strlen(o->url));
+    if (err == DUET_OK && (c->out = malloc(DUET_RELAY_RECORD_MAX)) == NULL) {
+        err = DUET_ENOMEM;
+    }
     if (err != DUET_OK) {
         free(c);
         return err;
@@ -510,13 +538,21 @@ static void rv_report(duet_relay_rendezvous_t *r, duet_err_t err)
     }
 }
 
+/* Send the frame in the encoder as a record of its own. */
 static duet_err_t rv_send(duet_relay_rendezvous_t *r)
 {
+    uint8_t rec[DUET_RELAY_RECORD_HDR + 600];
     const uint8_t *f;
     size_t len;
     duet_err_t err = duet_codec_enc_finish(&r->enc, &f, &len);
+    if (err == DUET_OK && len > sizeof rec - DUET_RELAY_RECORD_HDR) {
+        err = DUET_EINTERNAL;
+    }
     if (err == DUET_OK) {
-        err = duet_link_send(r->link, f, len);
+        duet_relay_record_put_len(rec, len);
+        memcpy(rec + DUET_RELAY_RECORD_HDR, f, len);
+        err = duet_link_send(r->link, rec, DUET_RELAY_RECORD_HDR + len);
+        sodium_memzero(rec, sizeof rec);
     }
     duet_codec_enc_reset(&r->enc);
     return err;
@@ -559,16 +595,33 @@ static void rv_on_open(duet_link_t *link, void *ctx)
     }
 }
 
+static duet_err_t rv_on_frame(duet_relay_rendezvous_t *r, const uint8_t *rec, size_t len);
+
 static duet_err_t rv_on_record(duet_link_t *link, void *ctx, const uint8_t *rec, size_t len)
 {
     duet_relay_rendezvous_t *r = ctx;
+    const uint8_t *frame;
+    size_t pos = 0, flen;
+    duet_err_t err;
+    (void)link;
+    while ((err = duet_relay_record_next(rec, len, &pos, &frame, &flen)) == DUET_OK &&
+           r->state != RV_DONE) {
+        if ((err = rv_on_frame(r, frame, flen)) != DUET_OK) {
+            return err;
+        }
+    }
+    if (err == DUET_EPROTO) {
+        rv_report(r, err);
+        return err;
+    }
+    return DUET_OK;
+}
+
+static duet_err_t rv_on_frame(duet_relay_rendezvous_t *r, const uint8_t *rec, size_t len)
+{
     duet_relay_frame_t f;
     const uint8_t *msg;
     size_t mlen;
-    (void)link;
-    if (r->state == RV_DONE) {
-        return DUET_OK;
-    }
     if (duet_relay_frame_decode(&f, rec, len) != DUET_OK) {
         rv_report(r, DUET_EPROTO);
         return DUET_EPROTO;

@@ -71,6 +71,7 @@ struct duet_relay_server {
     ipent_t **ipb;
     size_t nipb, nips;
     uint8_t ipkey[crypto_shorthash_KEYBYTES];
+    uint8_t *out;             /* the record being filled by pump (DUET_RELAY_RECORD_MAX) */
     duet_relay_bucket_t logb;
     uint64_t log_dropped;
     duet_relay_server_counters_t n;
@@ -351,8 +352,8 @@ static void conn_close(rconn_t *c, duet_err_t err)
     duet_link_close(c->link, err);
 }
 
-/* Send what the engine has released while the socket has room; close once a fatal error
- * has been said. */
+/* Send what the engine has released while the socket has room, as many frames to a record
+ * as fit (one Noise message, one write); close once a fatal error has been said. */
 static void pump(rconn_t *c)
 {
     duet_relay_server_t *s = c->s;
@@ -362,11 +363,29 @@ static void pump(rconn_t *c)
     uint64_t now = wall_ms();
     while (duet_link_write_queue_size(c->link) <= s->lopt.high_water) {
         const uint8_t *frame;
-        size_t len;
-        if (!duet_relayd_next_frame(c->eng, now, &frame, &len)) {
+        size_t len, used = 0;
+        /* Frames fill a record up to one Noise message; a frame taken that would overflow
+         * it goes in the next record. */
+        while (duet_relayd_next_frame(c->eng, now, &frame, &len)) {
+            if (used > 0 && used + DUET_RELAY_RECORD_HDR + len > DUET_RELAY_RECORD_FILL) {
+                if (duet_link_send(c->link, s->out, used) != DUET_OK) {
+                    return; /* the link is closing: on_close follows */
+                }
+                used = 0;
+            }
+            duet_relay_record_put_len(s->out + used, len);
+            memcpy(s->out + used + DUET_RELAY_RECORD_HDR, frame, len);
+            used += DUET_RELAY_RECORD_HDR + len;
+            if (used >= DUET_RELAY_RECORD_FILL ||
+                duet_link_write_queue_size(c->link) > s->lopt.high_water) {
+                break;
+            }
+        }
+        if (used == 0) {
             break;
         }
-        duet_err_t err = duet_link_send(c->link, frame, len);
+        /* (responses hold no secret: capabilities only travel towards the relay) */
+        duet_err_t err = duet_link_send(c->link, s->out, used);
         if (err != DUET_OK) {
             return; /* the link is closing: on_close follows */
         }
@@ -388,10 +407,13 @@ static void on_open(duet_link_t *link, void *ctx)
         duet_codec_enc_t enc;
         const uint8_t *f;
         size_t len;
-        duet_codec_enc_init(&enc, 64);
+        uint8_t rec[64];
+        duet_codec_enc_init(&enc, sizeof rec - DUET_RELAY_RECORD_HDR);
         duet_relay_enc_error(&enc, 0, DUET_EBUSY, true);
         if (duet_codec_enc_finish(&enc, &f, &len) == DUET_OK) {
-            duet_err_t ignored = duet_link_send(link, f, len);
+            duet_relay_record_put_len(rec, len);
+            memcpy(rec + DUET_RELAY_RECORD_HDR, f, len);
+            duet_err_t ignored = duet_link_send(link, rec, DUET_RELAY_RECORD_HDR + len);
             (void)ignored;
         }
         duet_codec_enc_dispose(&enc);
@@ -426,21 +448,35 @@ static duet_err_t on_record(duet_link_t *link, void *ctx, const uint8_t *rec, si
         return DUET_OK; /* a refused connection: its records are dropped */
     }
     const duet_relay_config_t *cfg = &s->cfg;
-    bool ok = duet_relay_bucket_take(&c->req, cfg->rate_requests, 2 * cfg->rate_requests, 1,
-                                     mono, &w1);
-    ok &= duet_relay_bucket_take(&c->bytes, cfg->rate_bytes, 2 * cfg->rate_bytes, len, mono, &w2);
-    ok &= duet_relay_bucket_take(&c->ip->req, cfg->ip_rate_requests, 2 * cfg->ip_rate_requests,
-                                 1, mono, &w3);
-    ok &= duet_relay_bucket_take(&c->ip->bytes, cfg->ip_rate_bytes, 2 * cfg->ip_rate_bytes, len,
-                                 mono, &w4);
+    const uint8_t *frame;
+    size_t pos = 0, flen, frames = 0;
+    uint64_t now = wall_ms();
+    duet_err_t err;
     /* The record is served either way (it has been read); over its rate, the client's next
      * records wait until its buckets have refilled. */
-    duet_err_t err = duet_relayd_recv(c->eng, rec, len, wall_ms());
+    while ((err = duet_relay_record_next(rec, len, &pos, &frame, &flen)) == DUET_OK) {
+        frames++;
+        if ((err = duet_relayd_recv(c->eng, frame, flen, now)) != DUET_OK) {
+            break;
+        }
+    }
     want_flush(s);
-    if (err != DUET_OK) {
+    if (err == DUET_EPROTO && duet_relayd_conn_error(c->eng) == DUET_OK) {
+        /* the record itself is malformed: the engine says so to the client */
+        static const uint8_t junk[] = {0xc1};
+        err = duet_relayd_recv(c->eng, junk, sizeof junk, now);
+    }
+    if (err != DUET_ENOENT) {
         duet_link_pause_read(c->link); /* nothing more from it: say why, then close */
         return DUET_OK;
     }
+    bool ok = duet_relay_bucket_take(&c->req, cfg->rate_requests, 2 * cfg->rate_requests, frames,
+                                     mono, &w1);
+    ok &= duet_relay_bucket_take(&c->bytes, cfg->rate_bytes, 2 * cfg->rate_bytes, len, mono, &w2);
+    ok &= duet_relay_bucket_take(&c->ip->req, cfg->ip_rate_requests, 2 * cfg->ip_rate_requests,
+                                 frames, mono, &w3);
+    ok &= duet_relay_bucket_take(&c->ip->bytes, cfg->ip_rate_bytes, 2 * cfg->ip_rate_bytes, len,
+                                 mono, &w4);
     if (!ok) {
         uint64_t w = w1 > w2 ? w1 : w2;
         w = w > w3 ? w : w3;
@@ -777,7 +813,10 @@ duet_err_t duet_relay_server_start(uv_loop_t *loop, const duet_relay_server_opts
     s->lopt.high_water = s->cfg.slow_reader_bytes;
     s->lopt.low_water = s->cfg.slow_reader_bytes / 4;
     s->key = sodium_malloc(32);
-    if (s->key == NULL) {
+    s->out = malloc(DUET_RELAY_RECORD_MAX);
+    if (s->key == NULL || s->out == NULL) {
+        sodium_free(s->key);
+        free(s->out);
         free(s);
         return DUET_ENOMEM;
     }
@@ -863,6 +902,7 @@ void duet_relay_server_free(duet_relay_server_t *s)
     duet_relayd_free(s->d);
     duet_relay_sqlite_close(s->db);
     sodium_free(s->key);
+    free(s->out);
     ip_sweep(s, 0, true);
     free(s->ipb);
     sodium_memzero(s->ipkey, sizeof s->ipkey);

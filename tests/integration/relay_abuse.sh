@@ -49,7 +49,7 @@ for payload in (os.urandom(300), b"\xff\xff" + os.urandom(64), b"\x00\x30" + os.
         sys.exit("the relay kept a connection that sent %r" % payload[:4])
     s.close()
 PY
-for kind in random truncated oversized; do
+for kind in random truncated truncmsgpack oversized; do
     out=$("$RELAYC" "$RELAY_URL" junk $kind) || true
     [[ $(kv "$out" error) == EPROTO ]] || fail "junk $kind: $out"
 done

@@ -15,8 +15,9 @@
  *                                           exists and of one that does not
  *   duet-relayc URL hold N SECONDS          N connections, each says HELLO, then all wait
  *   duet-relayc URL ping N                  N PINGs one after another: latency
- *   duet-relayc URL junk KIND               after HELLO, one bad record: random, truncated,
- *                                           oversized (over the frame limit), bigobject
+ *   duet-relayc URL junk KIND               after HELLO, one bad record: random, truncated
+ *                                           (frame cut), truncmsgpack, oversized (a frame
+ *                                           over the limit), bigobject
  *   duet-relayc URL pair [NAMEPLATE]        rendezvous as a listener (0: any) or, with
  *                                           "join NAMEPLATE", as the joiner; one message each
  *                                           way
@@ -258,12 +259,16 @@ static const char *junk_kind;
 
 static size_t raw_open_count, raw_welcomed, raw_closed;
 
+/* One frame as a record of its own (length ‖ frame). */
 static void raw_send(raw_t *r)
 {
+    static uint8_t rec[DUET_RELAY_RECORD_MAX];
     const uint8_t *f;
     size_t len;
     if (duet_codec_enc_finish(&r->enc, &f, &len) == DUET_OK) {
-        duet_err_t err = duet_link_send(r->link, f, len);
+        duet_relay_record_put_len(rec, len);
+        memcpy(rec + DUET_RELAY_RECORD_HDR, f, len);
+        duet_err_t err = duet_link_send(r->link, rec, DUET_RELAY_RECORD_HDR + len);
         (void)err;
     }
     duet_codec_enc_reset(&r->enc);
@@ -307,7 +312,21 @@ static void raw_junk(raw_t *r)
         duet_relay_enc_put(&r->enc, ++r->rid, &r->k.out, DUET_RELAY_ENVELOPE, oid, 16, data,
                            sizeof data);
         if (duet_codec_enc_finish(&r->enc, &f, &len) == DUET_OK) {
-            err = duet_link_send(r->link, f, len / 2); /* a PUT cut in half */
+            /* a record whose frame is cut in half: its length says more than there is */
+            duet_relay_record_put_len(big, len);
+            memcpy(big + DUET_RELAY_RECORD_HDR, f, len / 2);
+            err = duet_link_send(r->link, big, DUET_RELAY_RECORD_HDR + len / 2);
+        }
+        duet_codec_enc_reset(&r->enc);
+    } else if (strcmp(junk_kind, "truncmsgpack") == 0) {
+        uint8_t data[64] = {0}, oid[16] = {1};
+        duet_relay_enc_put(&r->enc, ++r->rid, &r->k.out, DUET_RELAY_ENVELOPE, oid, 16, data,
+                           sizeof data);
+        if (duet_codec_enc_finish(&r->enc, &f, &len) == DUET_OK) {
+            /* a well-framed PUT whose msgpack is cut in half */
+            duet_relay_record_put_len(big, len / 2);
+            memcpy(big + DUET_RELAY_RECORD_HDR, f, len / 2);
+            err = duet_link_send(r->link, big, DUET_RELAY_RECORD_HDR + len / 2);
         }
         duet_codec_enc_reset(&r->enc);
     } else if (strcmp(junk_kind, "bigobject") == 0) {
@@ -319,8 +338,12 @@ static void raw_junk(raw_t *r)
                            DUET_RELAY_OBJECT_MAX);
         raw_send(r);
         return;
-    } else { /* "oversized": a record over the protocol's frame limit */
+    } else { /* "oversized": a frame over the protocol's frame limit */
         memset(big, 0x91, sizeof big);
+        big[0] = 0;
+        big[1] = (uint8_t)((sizeof big - DUET_RELAY_RECORD_HDR) >> 16);
+        big[2] = (uint8_t)((sizeof big - DUET_RELAY_RECORD_HDR) >> 8);
+        big[3] = (uint8_t)(sizeof big - DUET_RELAY_RECORD_HDR);
         err = duet_link_send(r->link, big, sizeof big);
     }
     r->sent++;
@@ -344,11 +367,25 @@ static void raw_done(raw_t *r)
     }
 }
 
+static duet_err_t raw_on_frame(raw_t *r, const uint8_t *rec, size_t len);
+
 static duet_err_t raw_on_record(duet_link_t *link, void *ctx, const uint8_t *rec, size_t len)
 {
-    raw_t *r = ctx;
-    duet_relay_frame_t f;
+    const uint8_t *frame;
+    size_t pos = 0, flen;
+    duet_err_t err;
     (void)link;
+    while ((err = duet_relay_record_next(rec, len, &pos, &frame, &flen)) == DUET_OK) {
+        if ((err = raw_on_frame(ctx, frame, flen)) != DUET_OK) {
+            return err;
+        }
+    }
+    return err == DUET_ENOENT ? DUET_OK : err;
+}
+
+static duet_err_t raw_on_frame(raw_t *r, const uint8_t *rec, size_t len)
+{
+    duet_relay_frame_t f;
     if (duet_relay_frame_decode(&f, rec, len) != DUET_OK) {
         r->last_error = DUET_EPROTO;
         return DUET_EPROTO;
