@@ -8,9 +8,10 @@ out=$build/bench/results.jsonl
 echo "duet benchmarks on $(nproc) cores, $(uname -m), $(date -u +%Y-%m-%dT%H:%MZ)" >&2
 run() { echo "-- $*" >&2; "$@" | tee -a "$out" >/dev/null; }
 run "$build/bench/bench_store" "${BENCH_NOTES:-100000}" "${BENCH_INBOX_ITEMS:-1000000}" "$build/bin/duet"
+run "$build/bench/bench_sync" "$build/bin/duet" "${BENCH_SYNC_NOTES:-100000}"
 for b in "$build"/bench/bench_*; do
-    case ${b##*/} in bench_store) continue ;; esac
-    [[ -x $b ]] && run "$b"
+    case ${b##*/} in bench_store | bench_sync) continue ;; esac
+    [[ -x $b ]] && run "$b" "$build/bin/duet"
 done
 if [[ -x bench/peer_toxcore.sh ]]; then
     bash bench/peer_toxcore.sh "$build" | tee -a "$out" >/dev/null || true

@@ -56,12 +56,18 @@ static void on_event(void *ctx, const char *json, size_t len)
 {
     daemon_out_t *o = ctx;
     if (o->cli->json) {
+        /* Flushed once per loop iteration (on_tick), not once per event. */
         fwrite(json, 1, len, stdout);
         fputc('\n', stdout);
-        fflush(stdout);
     } else {
         event_text(json, len);
     }
+}
+
+static void on_tick(void *ctx)
+{
+    (void)ctx;
+    fflush(stdout);
 }
 
 static void on_log(void *ctx, const char *line)
@@ -72,16 +78,21 @@ static void on_log(void *ctx, const char *line)
 
 int duet_cmd_daemon(duet_cli_t *cli, int argc, char **argv)
 {
-    const char *listen = NULL, *relay = NULL, *pos[1];
+    const char *listen = NULL, *relay = NULL, *idle_s = NULL, *pos[1];
     bool no_lan = false;
     size_t npos;
     const duet_opt_t opts[] = {
         {"--listen", DUET_OPT_STR, &listen},
         {"--relay", DUET_OPT_STR, &relay},
         {"--no-lan", DUET_OPT_FLAG, &no_lan},
+        {"--idle-timeout", DUET_OPT_STR, &idle_s},
     };
-    int rc = duet_cli_parse(cli, argc, argv, opts, 3, pos, 0, &npos);
+    int rc = duet_cli_parse(cli, argc, argv, opts, 4, pos, 0, &npos);
     if (rc != 0) {
+        return rc;
+    }
+    uint64_t idle = 0;
+    if (idle_s != NULL && (rc = duet_cli_uint(cli, "--idle-timeout", idle_s, 1, 3600, &idle))) {
         return rc;
     }
     if (relay != NULL) {
@@ -109,8 +120,10 @@ int duet_cmd_daemon(duet_cli_t *cli, int argc, char **argv)
         .listen = listen,
         .relay = relay,
         .lan = !no_lan,
+        .idle_ms = idle * 1000u,
         .on_event = on_event,
         .on_log = on_log,
+        .on_tick = on_tick,
         .ctx = &out,
     };
     uv_loop_t loop;

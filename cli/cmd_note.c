@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "control.h"
+#include "identity.h"
 #include "items.h"
 #include "outbox.h"
 
@@ -91,12 +92,14 @@ int duet_cmd_note(duet_cli_t *cli, int argc, char **argv)
     return DUET_EXIT_OK;
 }
 
-/* One inbox record. */
-static void inbox_record(duet_cli_t *cli, const duet_item_t *it)
+/* One inbox record. Check-in kinds (check-in answered, pause, resume, milestone) are
+ * rendered by cmd_ritual.c: see the marked lines. */
+static void inbox_record(duet_cli_t *cli, const duet_item_t *it, const char *partner)
 {
     char hex[33], at[32];
     const char *text = NULL;
     size_t tlen = 0;
+    bool ritual = duet_cli_ritual_kind(it->kind); /* check-in kinds */
     duet_item_id_hex(it->id, hex);
     duet_cli_iso8601(it->hlc >> 16, at);
     if (it->kind == DUET_KIND_NOTE && duet_note_decode(it->body, it->body_len, &text, &tlen)) {
@@ -107,11 +110,15 @@ static void inbox_record(duet_cli_t *cli, const duet_item_t *it)
         duet_json_kstr(&cli->j, "id", hex);
         duet_json_kstr(&cli->j, "kind", duet_kind_name(it->kind));
         duet_json_kstr(&cli->j, "from", it->mine ? "me" : "partner");
-        duet_json_key(&cli->j, "text");
-        if (text != NULL) {
-            duet_json_strn(&cli->j, text, tlen);
+        if (ritual) {
+            duet_cli_ritual_fields(cli, it); /* check-in kinds: "text" and their own */
         } else {
-            duet_json_null(&cli->j);
+            duet_json_key(&cli->j, "text");
+            if (text != NULL) {
+                duet_json_strn(&cli->j, text, tlen);
+            } else {
+                duet_json_null(&cli->j);
+            }
         }
         duet_json_kstr(&cli->j, "at", at);
         duet_json_kstr(&cli->j, "status", duet_status_name(it->status));
@@ -124,10 +131,25 @@ static void inbox_record(duet_cli_t *cli, const duet_item_t *it)
     at[16] = 0;
     printf("%s%s%s  %-7s  %-9s  ", duet_cli_dim(cli), at, duet_cli_reset(cli),
            it->mine ? "me" : "partner", duet_status_name(it->status));
-    if (text != NULL) {
-        duet_cli_print_text(cli, text, tlen);
-        if (tlen == 0 || text[tlen - 1] != '\n') {
-            putchar('\n');
+    if (ritual) {
+        duet_cli_ritual_line(cli, it, partner); /* check-in kinds */
+    } else if (text != NULL) {
+        /* Continuation lines line up under the first line's text. */
+        size_t start = 0;
+        for (size_t i = 0; i <= tlen; i++) {
+            if (i == tlen || text[i] == '\n') {
+                if (start > 0 && i > start) {
+                    printf("%*s", 38, "");
+                }
+                duet_cli_print_text(cli, text + start, i - start);
+                if (i < tlen || start < tlen) {
+                    putchar('\n');
+                }
+                start = i + 1;
+                if (i + 1 == tlen) {
+                    break; /* a final newline ends the last line */
+                }
+            }
         }
     } else {
         printf("(%s)\n", duet_kind_name(it->kind));
@@ -167,12 +189,14 @@ int duet_cmd_inbox(duet_cli_t *cli, int argc, char **argv)
         duet_store_close(st);
         return duet_cli_fail(cli, "inbox", err);
     }
+    char partner[DUET_NAME_MAX + 1];
+    duet_cli_ritual_banner(cli, st, partner, sizeof partner); /* a pause, first of all */
     duet_store_close(st);
     if (n == 0 && !cli->json) {
         printf("nothing here yet\n");
     }
     for (size_t i = 0; i < n; i++) {
-        inbox_record(cli, &items[i]);
+        inbox_record(cli, &items[i], partner);
     }
     duet_items_free(items, n);
     return DUET_EXIT_OK;

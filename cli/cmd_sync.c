@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "discovery.h"
 #include "identity.h"
 #include "outbox.h"
 #include "partner.h"
@@ -29,10 +30,13 @@ typedef struct sync_run {
     uv_timer_t timer;
     uv_signal_t sigint, sigterm;
     duet_session_t *session;
+    duet_session_keys_t keys;
+    duet_lan_t *lan;
     bool done;
     bool finished;
     duet_err_t result;
     uint64_t sent, received;
+    uint64_t next_progress;
     char log[256];
 } sync_run_t;
 
@@ -49,27 +53,30 @@ static void finish(sync_run_t *r, duet_err_t err)
     if (r->session != NULL) {
         duet_session_close(r->session, err);
     }
+    if (r->lan != NULL) {
+        duet_lan_stop(r->lan);
+        r->lan = NULL;
+    }
 }
 
+/* Progress: at most a few records a second, not one per item (a sync may move 100,000). */
 static void s_event(duet_session_t *s, void *ctx, duet_outbox_event_t ev,
                     const uint8_t id[DUET_ITEM_ID_BYTES], uint32_t kind)
 {
     sync_run_t *r = ctx;
     duet_cli_t *cli = r->cli;
-    (void)s;
-    if (!cli->json) {
+    (void)ev;
+    (void)id;
+    (void)kind;
+    uint64_t now = uv_now(&r->loop);
+    if (!cli->json || now < r->next_progress) {
         return;
     }
-    char hex[33];
-    duet_item_id_hex(id, hex);
-    const char *name = ev == DUET_EV_RECEIVED    ? "received"
-                       : ev == DUET_EV_DELIVERED ? "delivered"
-                       : ev == DUET_EV_READ      ? "read"
-                                                 : "control";
+    r->next_progress = now + 250;
     duet_json_obj(&cli->j);
-    duet_json_kstr(&cli->j, "event", name);
-    duet_json_kstr(&cli->j, "id", hex);
-    duet_json_kstr(&cli->j, "kind", duet_kind_name(kind));
+    duet_json_kstr(&cli->j, "event", "progress");
+    duet_json_kint(&cli->j, "sent", (int64_t)duet_session_items_sent(s));
+    duet_json_kint(&cli->j, "received", (int64_t)duet_session_items_received(s));
     duet_json_end(&cli->j);
     duet_cli_emit(cli);
 }
@@ -120,6 +127,42 @@ static void close_walk(uv_handle_t *h, void *arg)
     if (!uv_is_closing(h)) {
         uv_close(h, NULL);
     }
+}
+
+/* The partner's beacon: connect there, stop looking. */
+static void on_found(void *ctx, const struct sockaddr *addr)
+{
+    sync_run_t *r = ctx;
+    if (r->finished || r->session != NULL) {
+        return;
+    }
+    duet_session_callbacks_t cb = {r, NULL, s_event, s_done, s_close, s_log};
+    duet_err_t err = duet_session_connect(&r->loop, r->st, addr, &r->keys, NULL, &cb, &r->session);
+    if (err != DUET_OK) {
+        return; /* another report may come from another address */
+    }
+    duet_lan_stop(r->lan);
+    r->lan = NULL;
+}
+
+static duet_err_t start_lan(sync_run_t *r)
+{
+    uint8_t *secret = NULL, key[DUET_DISCOVERY_KEY_BYTES];
+    size_t slen = 0;
+    duet_err_t err = duet_store_secret_get(r->st, "pair_secret", &secret, &slen);
+    if (err == DUET_OK && slen != DUET_DISCOVERY_PAIR_SECRET_BYTES) {
+        err = DUET_ECORRUPT;
+    }
+    if (err == DUET_OK) {
+        duet_discovery_key_paired(key, secret);
+        err = duet_lan_start(&r->lan, &r->loop, key, 0, true, NULL, on_found, r);
+        sodium_memzero(key, sizeof key);
+    }
+    if (secret != NULL) {
+        sodium_memzero(secret, slen);
+        free(secret);
+    }
+    return err;
 }
 
 /* The X25519 keys of the link: ours from the identity, the partner's from the pairing. */
@@ -184,12 +227,11 @@ int duet_cmd_sync(duet_cli_t *cli, int argc, char **argv)
         return duet_cli_usage(cli, "say how to reach the partner: --connect HOST:PORT, "
                                    "--relay URL or --lan");
     }
-    if (relay != NULL || lan) {
-        return duet_cli_failf(cli, "sync", "%s is not available in this build yet",
-                              relay ? "--relay" : "--lan");
+    if (relay != NULL) {
+        return duet_cli_failf(cli, "sync", "--relay is not available in this build yet");
     }
     struct sockaddr_storage ss;
-    if (duet_addr_parse(connect, &ss) != DUET_OK) {
+    if (connect != NULL && duet_addr_parse(connect, &ss) != DUET_OK) {
         return duet_cli_usage(cli, "--connect: '%s' is not HOST:PORT (numeric address)",
                               connect);
     }
@@ -202,8 +244,7 @@ int duet_cmd_sync(duet_cli_t *cli, int argc, char **argv)
         free(r);
         return rc;
     }
-    duet_session_keys_t keys;
-    duet_err_t err = link_keys(r->st, &keys);
+    duet_err_t err = link_keys(r->st, &r->keys);
     if (err == DUET_OK) {
         /* Items written before pairing, or while another process held the lock. */
         if ((err = duet_store_begin(r->st)) == DUET_OK) {
@@ -215,7 +256,7 @@ int duet_cmd_sync(duet_cli_t *cli, int argc, char **argv)
         }
     }
     if (err != DUET_OK) {
-        sodium_memzero(&keys, sizeof keys);
+        sodium_memzero(&r->keys, sizeof r->keys);
         duet_store_close(r->st);
         free(r);
         return duet_cli_fail(cli, "sync", err);
@@ -229,10 +270,13 @@ int duet_cmd_sync(duet_cli_t *cli, int argc, char **argv)
     r->sigint.data = r->sigterm.data = r;
     uv_signal_start(&r->sigint, on_signal, SIGINT);
     uv_signal_start(&r->sigterm, on_signal, SIGTERM);
-    duet_session_callbacks_t cb = {r, NULL, s_event, s_done, s_close, s_log};
-    err = duet_session_connect(&r->loop, r->st, (struct sockaddr *)&ss, &keys, NULL, &cb,
-                               &r->session);
-    sodium_memzero(&keys, sizeof keys);
+    if (lan) {
+        err = start_lan(r);
+    } else {
+        duet_session_callbacks_t cb = {r, NULL, s_event, s_done, s_close, s_log};
+        err = duet_session_connect(&r->loop, r->st, (struct sockaddr *)&ss, &r->keys, NULL, &cb,
+                                   &r->session);
+    }
     if (err != DUET_OK) {
         finish(r, err);
     }
@@ -240,6 +284,7 @@ int duet_cmd_sync(duet_cli_t *cli, int argc, char **argv)
     uv_walk(&r->loop, close_walk, NULL);
     uv_run(&r->loop, UV_RUN_DEFAULT);
     (void)uv_loop_close(&r->loop);
+    sodium_memzero(&r->keys, sizeof r->keys);
 
     uint64_t outbox = 0;
     duet_err_t cerr = duet_outbox_count(r->st, &outbox);
@@ -247,7 +292,9 @@ int duet_cmd_sync(duet_cli_t *cli, int argc, char **argv)
     if (err == DUET_OK && r->done) {
         if ((cerr = duet_store_begin(r->st)) == DUET_OK) {
             cerr = duet_partner_set_last_sync(r->st, duet_cli_now_ms());
-            cerr = cerr == DUET_OK ? duet_partner_set_addr(r->st, connect) : cerr;
+            if (connect != NULL) {
+                cerr = cerr == DUET_OK ? duet_partner_set_addr(r->st, connect) : cerr;
+            }
             cerr = cerr == DUET_OK ? duet_store_commit(r->st) : cerr;
             if (cerr != DUET_OK) {
                 duet_store_rollback(r->st);
@@ -262,13 +309,17 @@ int duet_cmd_sync(duet_cli_t *cli, int argc, char **argv)
             rc = duet_cli_failf(cli, "sync", "the partner closed before everything was "
                                              "exchanged; %llu still waiting",
                                 (unsigned long long)outbox);
+        } else if (err == DUET_ETIMEDOUT && lan && r->session == NULL && !r->done &&
+                   r->sent + r->received == 0 && r->log[0] == 0) {
+            rc = duet_cli_failf(cli, "sync", "your partner's device was not found on this "
+                                             "network (is its daemon running?)");
         } else if (err == DUET_ETIMEDOUT) {
             rc = duet_cli_failf(cli, "sync", "timed out%s%s; %llu still waiting",
                                 r->log[0] ? ": " : "", r->log, (unsigned long long)outbox);
         } else if (err == DUET_ECONNREFUSED) {
             rc = duet_cli_failf(cli, "sync", "nobody is listening at %s (is your partner's "
                                              "daemon running?)",
-                                connect);
+                                connect ? connect : "the address found");
         } else if (r->log[0]) {
             rc = duet_cli_failf(cli, "sync", "%s", r->log);
         } else {

@@ -59,7 +59,10 @@ int main(int argc, char **argv)
     memset(&cli, 0, sizeof cli);
     umask(077); /* everything duet creates is the user's alone */
     signal(SIGPIPE, SIG_IGN);
-    if (sodium_init() < 0) {
+    /* libsodium's ChaCha20-based generator, seeded from getrandom(2): one system call per
+     * process instead of one per nonce (the store seals every row with a fresh nonce). */
+    if (randombytes_set_implementation(&randombytes_internal_implementation) != 0 ||
+        sodium_init() < 0) {
         fprintf(stderr, "duet: libsodium: cannot initialise\n");
         return DUET_EXIT_FAIL;
     }

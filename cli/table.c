@@ -45,15 +45,50 @@ const duet_cmd_t duet_commands[] = {
      "was stored by the relay).\n"
      "options:\n"
      "  --timeout SEC   give up after SEC seconds (default 60)\n"},
-    {"daemon", duet_cmd_daemon, "[--listen HOST:PORT] [--relay URL] [--no-lan]",
+    {"daemon", duet_cmd_daemon, "[--listen HOST:PORT] [--relay URL] [--no-lan] [--idle-timeout SEC]",
      "Stay in touch: sync with the partner whenever both are reachable.",
      "Writes events (received, delivered, read, partner online/offline) as it goes; with\n"
      "--json one JSON object per line. SIGINT or SIGTERM stops it cleanly.\n"
      "options:\n"
      "  --listen HOST:PORT  where the partner can reach this device\n"
      "  --relay URL         also keep in touch through this relay\n"
-     "  --no-lan            no LAN discovery (and no listening unless --listen)\n"},
+     "  --no-lan            no LAN discovery (and no listening unless --listen)\n"
+     "  --idle-timeout SEC  drop a connection silent (or not reading) for SEC seconds\n"
+     "                      (default 60; keepalives go out every SEC/3)\n"},
     {"watch", duet_cmd_watch, "", "Follow the running daemon's events.", ""},
+    {"checkin", duet_cmd_checkin, "SUBCOMMAND ...",
+     "Shared check-ins: a few questions, answered apart, revealed together.",
+     "subcommands:\n"
+     "  templates                      the built-in rituals and their questions\n"
+     "  start TEMPLATE|FILE [--every daily|weekly[:DAY]] [--open]\n"
+     "                                 propose a ritual (a template, or a .json/.toml file\n"
+     "                                 of your own questions); --open: answers visible as\n"
+     "                                 they arrive, if your partner accepts that\n"
+     "  accept RITUAL                  accept your partner's proposal; the first one is due\n"
+     "                                 at once, the next ones by the rhythm\n"
+     "  decline RITUAL                 decline a proposal, withdraw yours, or stop a ritual\n"
+     "  list                           the rituals and their state\n"
+     "  due                            what is waiting for your answer\n"
+     "  answer INSTANCE [--answers FILE|-]\n"
+     "                                 answer: a JSON object {question id: text or 1-5},\n"
+     "                                 or questions asked on the terminal. An answer is\n"
+     "                                 sealed when sent and cannot be changed; it opens\n"
+     "                                 for your partner only when theirs is in\n"
+     "  show INSTANCE                  both answers, or whether your partner's is waiting,\n"
+     "                                 sealed or revealed\n"
+     "  history [--ritual R] [--svg FILE]\n"
+     "                                 every check-in with both answers, scale answers as\n"
+     "                                 sparklines; --svg writes a chart over the weeks\n"
+     "Ids can be shortened to their first 4 or more characters.\n"},
+    {"pause", duet_cmd_pause, "[--until YYYY-MM-DD] [--note TEXT]",
+     "Ask gently to slow down for a while; your partner sees it first thing.", ""},
+    {"resume", duet_cmd_resume, "[--note TEXT]", "Say you are ready to go on again.", ""},
+    {"agree", duet_cmd_agree, "add TEXT | list | accept ID | change ID TEXT",
+     "Shared agreements: boundaries and plans that count once you both accept them.",
+     "An agreement counts as agreed only when both of you have accepted its current version;\n"
+     "changing it makes a new version that both accept again.\n"},
+    {"milestone", duet_cmd_milestone, "TEXT",
+     "Mark a step worth celebrating; it is shown in your history.", ""},
     {"relay", duet_cmd_relay, "serve --listen HOST:PORT --data DIR [--config FILE] [options]",
      "Run a relay: mailboxes and a pairing rendezvous that see only ciphertext.",
      "Prints the relay's URL (duet://HOST:PORT/KEY), which clients pass as --relay URL; it\n"

@@ -6,6 +6,7 @@
 
 #include <sodium.h>
 
+#include "checkin.h"
 #include "codec.h"
 #include "identity.h"
 #include "partner.h"
@@ -203,7 +204,7 @@ static duet_err_t seal_one(duet_store_t *st, duet_ratchet_t *r, const uint8_t my
 {
     uint64_t seq;
     uint8_t ad[AD_LEN];
-    size_t wlen, elen;
+    size_t wlen = WIRE_MAX, elen;
     sqlite3_stmt *s;
     duet_err_t err = duet_store_meta_get_u64(st, "out_seq", 0, &seq);
     if (err != DUET_OK) {
@@ -260,7 +261,7 @@ static duet_err_t seal_one(duet_store_t *st, duet_ratchet_t *r, const uint8_t my
     err = duet_store_meta_set_u64(st, "out_seq", seq);
 cleanup:
     if (wire != NULL) {
-        sodium_memzero(wire, WIRE_MAX);
+        sodium_memzero(wire, wlen); /* what was written, not the whole 96 KiB buffer */
     }
     free(wire);
     free(env);
@@ -496,6 +497,8 @@ void duet_outbox_host_dispose(duet_outbox_host_t *h)
     }
     free(h->envbuf);
     free(h->pending);
+    free(h->prebuf);
+    sodium_free(h->plain);
     memset(h, 0, sizeof *h);
 }
 
@@ -597,12 +600,86 @@ static duet_err_t next_where(duet_outbox_host_t *h, const char *sql, uint64_t af
     return err;
 }
 
+#define PREFETCH_BYTES (256u << 10)
+
+/* Fill the read-ahead with the envelopes after `after`: one query for many envelopes. */
+static duet_err_t prefetch(duet_outbox_host_t *h, uint64_t after)
+{
+    sqlite3_stmt *s;
+    h->npre = 0;
+    h->pre_from = after;
+    if (h->prebuf == NULL && (h->prebuf = malloc(PREFETCH_BYTES + DUET_ENVELOPE_MAX)) == NULL) {
+        return DUET_ENOMEM;
+    }
+    duet_err_t err = duet_store_prepare(
+        h->st, "SELECT seq, envelope FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT 64", &s);
+    if (err != DUET_OK) {
+        return err;
+    }
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)after);
+    size_t used = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        size_t n = (size_t)sqlite3_column_bytes(s, 1);
+        if (n == 0 || n > DUET_ENVELOPE_MAX) {
+            err = DUET_ECORRUPT;
+            break;
+        }
+        memcpy(h->prebuf + used, sqlite3_column_blob(s, 1), n);
+        h->pre[h->npre].seq = (uint64_t)sqlite3_column_int64(s, 0);
+        h->pre[h->npre].off = used;
+        h->pre[h->npre].len = n;
+        h->npre++;
+        used += n;
+        if (used >= PREFETCH_BYTES) {
+            break; /* the next row could overflow the buffer */
+        }
+    }
+    sqlite3_reset(s);
+    if (err == DUET_OK && rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        err = duet_store_rc(h->st, rc);
+    }
+    if (err != DUET_OK) {
+        h->npre = 0;
+    }
+    return err;
+}
+
 duet_err_t duet_outbox_next(duet_outbox_host_t *h, uint64_t after, uint64_t *seq,
                             const uint8_t **env, size_t *len)
 {
-    return next_where(h,
-                      "SELECT seq, envelope FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT 1",
-                      after, seq, env, len);
+    *env = NULL;
+    *len = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        /* Valid only if the read-ahead started at or before `after`: then its first entry
+         * above `after` is the outbox's first row above it. Callers may ask again for the
+         * same `after`, so nothing is consumed. */
+        if (h->pre_from <= after) {
+            size_t lo = 0, hi = h->npre;
+            while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (h->pre[mid].seq <= after) {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            if (lo < h->npre) {
+                const struct duet_outbox_pre *p = &h->pre[lo];
+                *seq = p->seq;
+                *env = h->prebuf + p->off;
+                *len = p->len;
+                return DUET_OK;
+            }
+        }
+        if (pass == 0) {
+            duet_err_t err = prefetch(h, after);
+            if (err != DUET_OK) {
+                return err;
+            }
+        }
+    }
+    return DUET_ENOENT;
 }
 
 duet_err_t duet_outbox_next_unrelayed(duet_outbox_host_t *h, uint64_t after, uint64_t *seq,
@@ -675,6 +752,14 @@ duet_err_t duet_outbox_recv_commit(duet_outbox_host_t *h)
     duet_ratchet_free(h->ratchet);
     h->ratchet = NULL;
     h->batch_open = false;
+    /* Check-ins: the REVEALs this batch made owed are sealed now, in their own transaction,
+     * with the ratchet state the batch has just saved (sealing inside the batch would use a
+     * stale copy of it). If this fails, the owed rows stay and the next commit, or the
+     * next check-in command, sends them: the batch itself is durable either way. */
+    size_t revealed;
+    duet_err_t owed = duet_checkin_flush_owed(h->st, h->now_ms ? h->now_ms(h->clock_ctx) : 0,
+                                              &revealed);
+    (void)owed;
     fire(h);
     return DUET_OK;
 }
@@ -790,22 +875,20 @@ duet_err_t duet_outbox_recv_put(duet_outbox_host_t *h, uint64_t seq, const uint8
     if (seq > wm + DUET_SYNC_MAX_ABOVE) {
         return DUET_ERANGE;
     }
-    uint8_t *plain = malloc(WIRE_MAX);
-    if (plain == NULL) {
+    if (h->plain == NULL && (h->plain = sodium_malloc(WIRE_MAX)) == NULL) {
         return DUET_ENOMEM;
     }
+    uint8_t *plain = h->plain;
     envelope_ad(ad, h->partner_pk, h->my_pk);
     duet_rng_t rng = duet_store_rng(h->st);
     err = duet_ratchet_decrypt(h->ratchet, &rng, ad, sizeof ad, env, len, plain, WIRE_MAX, &plen);
     if (err != DUET_OK) {
-        /* Not ours to open (tampered, replayed, or from another session): drop it. */
-        sodium_memzero(plain, WIRE_MAX);
-        free(plain);
+        /* Not ours to open (tampered, replayed, or from another session): drop it. The
+         * ratchet wrote nothing on failure. */
         return err == DUET_ENOMEM ? err : DUET_EAUTH;
     }
     if ((err = wire_decode(plain, plen, &msg, &w)) != DUET_OK) {
-        sodium_memzero(plain, WIRE_MAX);
-        free(plain);
+        sodium_memzero(plain, plen);
         return err;
     }
     /* The sequence number inside is the truth: a relay that relabels an envelope only
@@ -826,6 +909,15 @@ duet_err_t duet_outbox_recv_put(duet_outbox_host_t *h, uint64_t seq, const uint8
         }
     } else if (w.kind == DUET_KIND_RECEIPT) {
         err = on_receipt(h, w.body, w.body_len);
+    } else if (DUET_CHECKIN_KIND(w.kind)) {
+        /* Check-ins (checkin.h): rituals, sealed answers, reveals, agreements. Inside this
+         * batch's transaction; it only records, any REVEAL it owes is sealed after the
+         * commit (see duet_outbox_recv_commit). */
+        uint64_t now = h->now_ms ? h->now_ms(h->clock_ctx) : 0;
+        err = duet_checkin_receive(h->st, w.kind, w.id, w.hlc, w.body, w.body_len, now);
+        if (err == DUET_OK) {
+            err = pend(h, DUET_EV_CONTROL, w.id, w.kind);
+        }
     } else {
         /* A kind this version does not know (a newer partner's): acknowledge and keep
          * nothing, so the partner's outbox does not stall on it. */
@@ -843,8 +935,7 @@ duet_err_t duet_outbox_recv_put(duet_outbox_host_t *h, uint64_t seq, const uint8
     }
 done:
     duet_codec_msg_dispose(&msg);
-    sodium_memzero(plain, WIRE_MAX);
-    free(plain);
+    sodium_memzero(plain, plen);
     return err;
 }
 
@@ -855,6 +946,7 @@ duet_err_t duet_outbox_acked(duet_outbox_host_t *h, uint64_t wm, const uint64_t 
     duet_err_t err = DUET_OK;
     bool own = !h->batch_open;
     *items = 0;
+    h->npre = 0; /* rows are about to go: read ahead again next time */
     if (own && (err = duet_store_begin(h->st)) != DUET_OK) {
         return err;
     }

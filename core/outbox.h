@@ -86,6 +86,16 @@ typedef struct duet_outbox_host {
     uint8_t my_pk[32], partner_pk[32];
     uint8_t *envbuf;                     /* outbox_next's result */
     size_t envbuf_cap;
+    uint8_t *plain;                      /* a decrypted envelope (sodium_malloc'd) */
+    /* outbox_next reads ahead: up to 64 envelopes or 256 KiB per query; dropped whenever
+     * acknowledgements delete rows. */
+    struct duet_outbox_pre {
+        uint64_t seq;
+        size_t off, len;
+    } pre[64];
+    size_t npre;
+    uint64_t pre_from; /* the `after` the read-ahead was made for */
+    uint8_t *prebuf;
     bool batch_open;
     struct duet_outbox_pending *pending; /* events held until the commit */
     size_t npending, cap_pending;

@@ -75,6 +75,43 @@ static const char *const migrations[] = {
     "  envelope BLOB NOT NULL,"
     "  relay_stored INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE inbound (seq INTEGER PRIMARY KEY);",
+
+    /* 2 -> 3: check-ins (core/checkin.c). Ids, dates, states in clear; the couple's words
+     * (questions, answers, answer keys, agreement texts) sealed with the store key. */
+    "CREATE TABLE rituals ("
+    "  id BLOB PRIMARY KEY CHECK (length(id) = 16),"
+    "  mine INTEGER NOT NULL CHECK (mine IN (0, 1)),"
+    "  state INTEGER NOT NULL,"
+    "  every INTEGER NOT NULL,"
+    "  weekday INTEGER NOT NULL,"
+    "  open INTEGER NOT NULL,"
+    "  start_day INTEGER,"
+    "  active_at INTEGER,"
+    "  hlc INTEGER NOT NULL,"
+    "  spec BLOB NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE checkin_answers ("
+    "  instance BLOB NOT NULL CHECK (length(instance) = 16),"
+    "  mine INTEGER NOT NULL CHECK (mine IN (0, 1)),"
+    "  ritual BLOB NOT NULL,"
+    "  day INTEGER NOT NULL,"
+    "  hlc INTEGER NOT NULL,"
+    "  answer BLOB NOT NULL,"
+    "  key BLOB,"
+    "  key_sent INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (instance, mine)) WITHOUT ROWID;"
+    "CREATE INDEX checkin_answers_ritual ON checkin_answers (ritual, mine, day);"
+    "CREATE TABLE checkin_early (instance BLOB PRIMARY KEY, key BLOB NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE checkin_owed (instance BLOB PRIMARY KEY) WITHOUT ROWID;"
+    "CREATE TABLE agreements ("
+    "  id BLOB PRIMARY KEY CHECK (length(id) = 16),"
+    "  version INTEGER NOT NULL,"
+    "  rev BLOB NOT NULL,"
+    "  text BLOB NOT NULL,"
+    "  mine INTEGER NOT NULL,"
+    "  hlc INTEGER NOT NULL,"
+    "  acc_me BLOB,"
+    "  acc_partner BLOB) WITHOUT ROWID;"
+    "CREATE INDEX items_kind ON items (kind, hlc, id);",
 };
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -165,6 +202,28 @@ static duet_err_t join(char *out, const char *home, const char *name)
 {
     int n = snprintf(out, PATH_MAX_LEN, "%s/%s", home, name);
     return (n < 0 || n >= PATH_MAX_LEN) ? DUET_ETOOBIG : DUET_OK;
+}
+
+/* mkdir -p with mode 0700 for every folder it creates. */
+static duet_err_t mkdir_p(const char *path)
+{
+    char buf[PATH_MAX_LEN];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf) {
+        return DUET_ETOOBIG;
+    }
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] == '/' || buf[i] == 0) {
+            char c = buf[i];
+            buf[i] = 0;
+            if (mkdir(buf, 0700) != 0 && errno != EEXIST) {
+                return errno_err(errno);
+            }
+            buf[i] = c;
+        }
+    }
+    return DUET_OK;
 }
 
 static bool exists(const char *path)
@@ -521,8 +580,8 @@ static duet_err_t create_at(const char *home, const duet_store_opts_t *opts, int
         (err = join(dbpath, home, DB_NAME)) != DUET_OK) {
         return err;
     }
-    if (mkdir(home, 0700) != 0 && errno != EEXIST) {
-        return errno_err(errno);
+    if ((err = mkdir_p(home)) != DUET_OK) {
+        return err;
     }
     if (exists(keypath) || exists(dbpath)) {
         return DUET_EALREADYINIT;

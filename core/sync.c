@@ -54,6 +54,7 @@ struct duet_sync {
      * later must not leak into an ACK before it is durable itself. */
     bool started;
     uint64_t hello_last;
+    uint64_t announced_last; /* the out_last the peer has heard from us */
     uint64_t ack_wm;
     uint64_t ack_above[DUET_SYNC_MAX_ABOVE];
     size_t ack_nabove;
@@ -118,6 +119,7 @@ duet_err_t duet_sync_start(duet_sync_t *s)
         return fail(s, err, false);
     }
     s->started = true;
+    s->announced_last = s->hello_last;
     return DUET_OK;
 }
 
@@ -413,8 +415,17 @@ duet_err_t duet_sync_flush(duet_sync_t *s)
     s->batch_items = 0;
     err = s->h.recv_state(s->h.ctx, &s->ack_wm, s->ack_above, DUET_SYNC_MAX_ABOVE,
                           &s->ack_nabove);
+    uint64_t last = 0;
+    if (err == DUET_OK) {
+        err = s->h.out_last(s->h.ctx, &last);
+    }
     if (err != DUET_OK) {
         return fail(s, err, false);
+    }
+    /* Receiving may have queued items of ours (a check-in key owed once the partner's answer
+     * is here): announce them before the ACK, so the peer cannot think it has everything. */
+    if (last > s->announced_last) {
+        s->need_have = true;
     }
     s->need_ack = true;
     return DUET_OK;
@@ -489,15 +500,6 @@ duet_err_t duet_sync_next_frame(duet_sync_t *s, const uint8_t **frame, size_t *l
         s->need_have = false;
         return finish(s, frame, len);
     }
-    if (s->need_ack) {
-        s->need_ack = false;
-        duet_codec_put_map(&s->enc, 3);
-        duet_codec_put_key(&s->enc, 0);
-        duet_codec_put_uint(&s->enc, F_ACK);
-        duet_codec_put_key(&s->enc, 1);
-        put_state(s, s->ack_wm, s->ack_above, s->ack_nabove);
-        return finish(s, frame, len);
-    }
     if (s->need_have) {
         uint64_t last;
         s->need_have = false;
@@ -509,6 +511,16 @@ duet_err_t duet_sync_next_frame(duet_sync_t *s, const uint8_t **frame, size_t *l
         duet_codec_put_uint(&s->enc, F_HAVE);
         duet_codec_put_key(&s->enc, 1);
         duet_codec_put_uint(&s->enc, last);
+        s->announced_last = last;
+        return finish(s, frame, len);
+    }
+    if (s->need_ack) {
+        s->need_ack = false;
+        duet_codec_put_map(&s->enc, 3);
+        duet_codec_put_key(&s->enc, 0);
+        duet_codec_put_uint(&s->enc, F_ACK);
+        duet_codec_put_key(&s->enc, 1);
+        put_state(s, s->ack_wm, s->ack_above, s->ack_nabove);
         return finish(s, frame, len);
     }
     if (!s->hello_recv || s->inflight_bytes >= DUET_SYNC_WINDOW || s->in_count == INFLIGHT_MAX) {

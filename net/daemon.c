@@ -13,7 +13,9 @@
 
 #include <sodium.h>
 
+#include "checkin.h"
 #include "control.h"
+#include "discovery.h"
 #include "identity.h"
 #include "items.h"
 #include "link.h"
@@ -34,6 +36,7 @@ struct duet_daemon {
     duet_store_t *st;
     duet_daemon_opts_t o;
     duet_session_keys_t keys;
+    duet_link_options_t link_opts;
     bool we_are_smaller; /* our X25519 key sorts first: our connections win ties */
     uv_tcp_t server;
     bool server_live;
@@ -43,6 +46,12 @@ struct duet_daemon {
     uint64_t backoff_ms;
     bool connecting;
     duet_control_t *ctl;
+    duet_lan_t *lan;
+    uv_timer_t due;              /* the next check-in instance falling due */
+    uv_prepare_t tick;           /* flushes the owner's buffered events each iteration */
+    uint64_t due_after_ms;       /* reminder cursor: (time, instance) already announced */
+    uint8_t due_after_inst[DUET_CHECKIN_ID_BYTES];
+    bool due_has_inst;
     uv_signal_t sigint, sigterm;
     bool stopping;
     duet_err_t start_err;
@@ -89,6 +98,96 @@ static void logf_(duet_daemon_t *d, const char *fmt, ...)
 static const char *reason(duet_err_t err)
 {
     return err == DUET_OK ? "closed" : duet_strerror(err);
+}
+
+/* Copy s into out as the inside of a JSON string (quotes, backslashes and control characters
+ * escaped; the rest of the UTF-8 as is). Truncates to fit. */
+static void json_escape(const char *s, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (; *s != 0 && o + 7 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c < 0x20 || c == 0x7f) {
+            out[o++] = '\\', out[o++] = 'u', out[o++] = '0', out[o++] = '0';
+            out[o++] = hex[c >> 4], out[o++] = hex[c & 15];
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o] = 0;
+}
+
+/* ---- check-in reminders --------------------------------------------------------------- */
+
+#define DUE_MAX_WAIT_MS (3600u * 1000u) /* look again at least hourly (clock and TZ changes) */
+
+static void schedule_due(duet_daemon_t *d);
+
+static void on_due(uv_timer_t *t)
+{
+    schedule_due(t->data);
+}
+
+/* Announce every instance that has fallen due since the cursor, then sleep until the next. */
+static void schedule_due(duet_daemon_t *d)
+{
+    if (d->stopping) {
+        return;
+    }
+    uint64_t now = duet_wallclock_ms(NULL);
+    for (int k = 0; k < 64; k++) {
+        uint64_t when;
+        uint8_t inst[DUET_CHECKIN_ID_BYTES], ritual[DUET_CHECKIN_ID_BYTES];
+        duet_err_t err = duet_checkin_next_due(d->st, d->due_after_ms,
+                                               d->due_has_inst ? d->due_after_inst : NULL, &when,
+                                               inst, ritual);
+        if (err != DUET_OK) {
+            uv_timer_start(&d->due, on_due, DUE_MAX_WAIT_MS, 0);
+            return;
+        }
+        if (when > now) {
+            uint64_t wait = when - now;
+            uv_timer_start(&d->due, on_due, wait < DUE_MAX_WAIT_MS ? wait + 1 : DUE_MAX_WAIT_MS, 0);
+            return;
+        }
+        char ih[2 * DUET_CHECKIN_ID_BYTES + 1], rh[2 * DUET_CHECKIN_ID_BYTES + 1];
+        sodium_bin2hex(ih, sizeof ih, inst, sizeof inst);
+        sodium_bin2hex(rh, sizeof rh, ritual, sizeof ritual);
+        emit(d, "{\"event\":\"due\",\"instance\":\"%s\",\"ritual\":\"%s\"}", ih, rh);
+        d->due_after_ms = when;
+        memcpy(d->due_after_inst, inst, sizeof inst);
+        d->due_has_inst = true;
+    }
+    uv_timer_start(&d->due, on_due, 1, 0);
+}
+
+/* A pause or resume from the partner is shown prominently: its own event, with its words. */
+static void announce_pause(duet_daemon_t *d, const uint8_t id[DUET_ITEM_ID_BYTES], uint32_t kind)
+{
+    duet_item_t it;
+    duet_checkin_pause_t p;
+    char note[3 * DUET_CHECKIN_NOTE_MAX + 8], until[DUET_CHECKIN_DATE_LEN + 3] = "null";
+    if (duet_items_get(d->st, id, &it) != DUET_OK) {
+        return;
+    }
+    if (duet_checkin_pause_decode(it.body, it.body_len, &p) == DUET_OK) {
+        json_escape(p.note, note, sizeof note);
+        if (kind == DUET_KIND_PAUSE && p.has_until) {
+            char day[DUET_CHECKIN_DATE_LEN + 1];
+            duet_checkin_day_format(p.until_day, day);
+            snprintf(until, sizeof until, "\"%s\"", day);
+        }
+        if (kind == DUET_KIND_PAUSE) {
+            emit(d, "{\"event\":\"pause\",\"until\":%s,\"note\":\"%s\"}", until, note);
+        } else {
+            emit(d, "{\"event\":\"resume\",\"note\":\"%s\"}", note);
+        }
+    }
+    duet_item_clear(&it);
 }
 
 /* ---- sessions ------------------------------------------------------------------------- */
@@ -153,6 +252,9 @@ static void s_event(duet_session_t *s, void *ctx, duet_outbox_event_t ev,
     case DUET_EV_RECEIVED:
         emit(d, "{\"event\":\"received\",\"id\":\"%s\",\"kind\":\"%s\"}", hex,
              duet_kind_name(kind));
+        if (kind == DUET_KIND_PAUSE || kind == DUET_KIND_RESUME) {
+            announce_pause(d, id, kind);
+        }
         break;
     case DUET_EV_DELIVERED:
         emit(d, "{\"event\":\"delivered\",\"id\":\"%s\"}", hex);
@@ -163,6 +265,7 @@ static void s_event(duet_session_t *s, void *ctx, duet_outbox_event_t ev,
     case DUET_EV_CONTROL:
         emit(d, "{\"event\":\"control\",\"id\":\"%s\",\"kind\":\"%s\"}", hex,
              duet_kind_name(kind));
+        schedule_due(d); /* an accepted ritual is due at once */
         break;
     }
 }
@@ -198,6 +301,9 @@ static void s_close(duet_session_t *s, void *ctx, duet_err_t err)
     if (was_active) {
         emit(d, "{\"event\":\"disconnected\",\"reason\":\"%s\"}", reason(err));
         emit(d, "{\"event\":\"partner_offline\"}");
+        if (d->lan != NULL && !d->stopping) {
+            duet_lan_kick(d->lan); /* look for the partner again at once */
+        }
     }
     if (!d->stopping && d->active.s == NULL) {
         schedule_reconnect(d, was_open);
@@ -236,7 +342,7 @@ static void on_connection(uv_stream_t *server, int status)
     }
     slot_t *sl = free_slot(d);
     duet_session_callbacks_t cb = make_cb(d);
-    if (duet_session_accept(server, d->st, &d->keys, NULL, &cb, &s) != DUET_OK) {
+    if (duet_session_accept(server, d->st, &d->keys, &d->link_opts, &cb, &s) != DUET_OK) {
         return;
     }
     if (sl == NULL) {
@@ -249,6 +355,8 @@ static void on_connection(uv_stream_t *server, int status)
 
 /* ---- reconnecting --------------------------------------------------------------------- */
 
+static void connect_to(duet_daemon_t *d, const struct sockaddr *addr);
+
 static void try_connect(duet_daemon_t *d)
 {
     duet_partner_t p;
@@ -258,8 +366,26 @@ static void try_connect(duet_daemon_t *d)
     }
     if (duet_partner_load(d->st, &p) != DUET_OK || p.addr[0] == 0 ||
         duet_addr_parse(p.addr, &ss) != DUET_OK) {
-        return; /* no address known: wait for the partner to come to us */
+        return; /* no address known: wait for the partner (or its beacon) */
     }
+    connect_to(d, (struct sockaddr *)&ss);
+}
+
+/* The partner's beacon was seen: try there, unless a session runs or is being made. */
+static void on_lan_found(void *ctx, const struct sockaddr *addr)
+{
+    duet_daemon_t *d = ctx;
+    if (d->stopping || d->connecting || d->active.s != NULL) {
+        return;
+    }
+    connect_to(d, addr);
+}
+
+static void connect_to(duet_daemon_t *d, const struct sockaddr *addr)
+{
+    struct sockaddr_storage ss;
+    memcpy(&ss, addr, addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                  : sizeof(struct sockaddr_in));
     slot_t *sl = free_slot(d);
     if (sl == NULL) {
         schedule_reconnect(d, false);
@@ -267,7 +393,8 @@ static void try_connect(duet_daemon_t *d)
     }
     duet_session_t *s;
     duet_session_callbacks_t cb = make_cb(d);
-    if (duet_session_connect(d->loop, d->st, (struct sockaddr *)&ss, &d->keys, NULL, &cb, &s) !=
+    if (duet_session_connect(d->loop, d->st, (struct sockaddr *)&ss, &d->keys, &d->link_opts, &cb,
+                             &s) !=
         DUET_OK) {
         schedule_reconnect(d, false);
         return;
@@ -325,6 +452,9 @@ static void stop(duet_daemon_t *d)
     d->stopping = true;
     uv_timer_stop(&d->reconnect);
     uv_close((uv_handle_t *)&d->reconnect, NULL);
+    uv_timer_stop(&d->due);
+    uv_close((uv_handle_t *)&d->due, NULL);
+    uv_close((uv_handle_t *)&d->tick, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     if (d->server_live) {
@@ -341,6 +471,18 @@ static void stop(duet_daemon_t *d)
     if (d->ctl != NULL) {
         duet_control_close(d->ctl);
         d->ctl = NULL;
+    }
+    if (d->lan != NULL) {
+        duet_lan_stop(d->lan);
+        d->lan = NULL;
+    }
+}
+
+static void on_tick(uv_prepare_t *h)
+{
+    duet_daemon_t *d = h->data;
+    if (d->o.on_tick != NULL) {
+        d->o.on_tick(d->o.ctx);
     }
 }
 
@@ -416,6 +558,13 @@ duet_err_t duet_daemon_run(uv_loop_t *loop, duet_store_t *st, const duet_daemon_
     d->loop = loop;
     d->st = st;
     d->o = *opts;
+    duet_link_options_default(&d->link_opts);
+    if (opts->idle_ms > 0) {
+        d->link_opts.idle_ms = opts->idle_ms;
+        if (opts->idle_ms < d->link_opts.handshake_ms) {
+            d->link_opts.handshake_ms = opts->idle_ms;
+        }
+    }
     if ((err = load_keys(st, &d->keys, &d->we_are_smaller)) != DUET_OK) {
         sodium_memzero(d, sizeof *d);
         free(d);
@@ -437,6 +586,13 @@ duet_err_t duet_daemon_run(uv_loop_t *loop, duet_store_t *st, const duet_daemon_
 
     uv_timer_init(loop, &d->reconnect);
     d->reconnect.data = d;
+    uv_timer_init(loop, &d->due);
+    d->due.data = d;
+    uv_prepare_init(loop, &d->tick);
+    d->tick.data = d;
+    uv_prepare_start(&d->tick, on_tick);
+    /* Reminders for what fell due in the last day too, then for each new one. */
+    d->due_after_ms = duet_wallclock_ms(NULL) - 24u * 3600u * 1000u;
     uv_signal_init(loop, &d->sigint);
     uv_signal_init(loop, &d->sigterm);
     d->sigint.data = d->sigterm.data = d;
@@ -479,9 +635,36 @@ duet_err_t duet_daemon_run(uv_loop_t *loop, duet_store_t *st, const duet_daemon_
     } else {
         emit(d, "{\"event\":\"listening\",\"addr\":null}");
     }
+    if (opts->lan) {
+        uint8_t *secret = NULL, key[DUET_DISCOVERY_KEY_BYTES];
+        size_t slen = 0;
+        uint16_t port = 0;
+        const char *colon = strrchr(addr, ':');
+        if (colon != NULL) {
+            port = (uint16_t)strtoul(colon + 1, NULL, 10);
+        }
+        err = duet_store_secret_get(st, "pair_secret", &secret, &slen);
+        if (err == DUET_OK && slen == DUET_DISCOVERY_PAIR_SECRET_BYTES) {
+            duet_discovery_key_paired(key, secret);
+            err = duet_lan_start(&d->lan, loop, key, port, true, NULL, on_lan_found, d);
+            sodium_memzero(key, sizeof key);
+        }
+        if (secret != NULL) {
+            sodium_memzero(secret, slen);
+            free(secret);
+        }
+        if (err != DUET_OK || d->lan == NULL) {
+            logf_(d, "LAN discovery unavailable (%s); the partner can still connect here",
+                  duet_strerror(err));
+        }
+    }
     try_connect(d);
+    schedule_due(d);
     uv_run(loop, UV_RUN_DEFAULT);
     emit(d, "{\"event\":\"stopped\"}");
+    if (d->o.on_tick != NULL) {
+        d->o.on_tick(d->o.ctx);
+    }
     sodium_memzero(&d->keys, sizeof d->keys);
     free(d);
     return DUET_OK;

@@ -28,10 +28,14 @@ typedef struct duet_daemon_opts {
     const char *listen;  /* HOST:PORT, or NULL */
     const char *relay;   /* relay URL, or NULL */
     bool lan;            /* LAN discovery on */
+    uint64_t idle_ms;    /* link idle/slow-reader timeout (0: the default, 60 s); the
+                            handshake timeout is the smaller of 10 s and this */
     /* One event: a complete JSON object (no newline). */
     void (*on_event)(void *ctx, const char *json, size_t len);
     /* One log line for people (stderr). */
     void (*on_log)(void *ctx, const char *line);
+    /* Once per loop iteration, before waiting for I/O: flush buffered output. May be NULL. */
+    void (*on_tick)(void *ctx);
     void *ctx;
 } duet_daemon_opts_t;
 

@@ -279,8 +279,8 @@ duet_err_t duet_frame_seal(duet_noise_cs_t *cs, const uint8_t *rec, size_t len, 
             memcpy(msg + 1, rec + done, n);
         }
         size_t mlen;
-        duet_err_t err = duet_noise_cs_encrypt(cs, NULL, 0, msg, n + 1, msg,
-                                               n + 1 + DUET_NOISE_TAGLEN, &mlen);
+        duet_err_t err =
+            duet_noise_cs_encrypt(cs, NULL, 0, msg, n + 1, msg, n + 1 + DUET_NOISE_TAGLEN, &mlen);
         if (err != DUET_OK) {
             /* Cannot happen after the checks above; leave no plaintext behind. */
             sodium_memzero(out, cap);

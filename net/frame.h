@@ -33,11 +33,11 @@
 #include "err.h"
 #include "noise.h"
 
-#define DUET_FRAME_HDR 2u                     /* the length prefix */
-#define DUET_FRAME_MAX 65535u                 /* the largest frame body (a Noise message) */
-#define DUET_FRAME_FLAG_MORE 0x01u            /* flags bit 0: more chunks follow */
-#define DUET_FRAME_MAX_CHUNK (DUET_FRAME_MAX - DUET_NOISE_TAGLEN - 1u) /* 65518 */
-#define DUET_FRAME_MAX_RECORD (256u * 1024u)  /* the largest record after reassembly */
+#define DUET_FRAME_HDR        2u     /* the length prefix */
+#define DUET_FRAME_MAX        65535u /* the largest frame body (a Noise message) */
+#define DUET_FRAME_FLAG_MORE  0x01u  /* flags bit 0: more chunks follow */
+#define DUET_FRAME_MAX_CHUNK  (DUET_FRAME_MAX - DUET_NOISE_TAGLEN - 1u) /* 65518 */
+#define DUET_FRAME_MAX_RECORD (256u * 1024u)           /* the largest record after reassembly */
 #define DUET_FRAME_MIN_SEALED (DUET_NOISE_TAGLEN + 1u) /* tag + flags: the smallest message */
 
 /* ---- reading frames ------------------------------------------------------------------- */
@@ -80,8 +80,8 @@ void duet_frame_put_header(uint8_t out[static DUET_FRAME_HDR], size_t n);
 /* ---- reassembling records ------------------------------------------------------------- */
 
 typedef struct duet_frame_reasm {
-    uint8_t *buf;    /* malloc'd, grows up to max; holds a record that came in chunks */
-    size_t len;      /* bytes of the record held */
+    uint8_t *buf; /* malloc'd, grows up to max; holds a record that came in chunks */
+    size_t len;   /* bytes of the record held */
     size_t cap;
     size_t max;      /* the largest record */
     bool open;       /* a chunk with MORE has arrived: the record is not finished */

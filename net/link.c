@@ -28,10 +28,10 @@
  * waits there and the socket is not read (invariant: reading => nothing left over).
  */
 
-#define LINK_READ_BUF 65536u
-#define LINK_LOG_MAX 256u
+#define LINK_READ_BUF      65536u
+#define LINK_LOG_MAX       256u
 #define LINK_VERSION_BYTES 2u
-#define LINK_REFUSE_MARK 0xFFFFu /* message 2 payload {FF FF, version}: version refused */
+#define LINK_REFUSE_MARK   0xFFFFu /* message 2 payload {FF FF, version}: version refused */
 
 typedef enum {
     LINK_CONNECTING,
@@ -68,29 +68,34 @@ struct duet_link {
     duet_link_options_t opt;
     duet_link_mode_t mode;
     duet_noise_role_t role;
-    uint16_t version;         /* the version we speak */
+    uint16_t version; /* the version we speak */
     link_state_t state;
-    duet_err_t err;           /* what on_close reports */
-    bool silent;              /* connect/accept failed: free without callbacks */
-    int handles;              /* handles whose close callback has not run yet */
-    bool reading;             /* uv_read_start is in effect */
-    bool paused;              /* the owner paused reading */
-    bool in_process;          /* link_process is on the stack */
-    bool open_pending;        /* call on_open from the timer (accepted raw link) */
-    bool process_pending;     /* process left-over input from the timer */
-    bool delivered;           /* records delivered since the last on_read_drained */
-    bool eof_seen;            /* the peer's FIN has arrived */
-    bool shut_done;           /* our FIN has been sent (graceful close) */
-    bool above_low;           /* the write queue went above low_water since last drained */
+    duet_err_t err;       /* what on_close reports */
+    bool silent;          /* connect/accept failed: free without callbacks */
+    int handles;          /* handles whose close callback has not run yet */
+    bool reading;         /* uv_read_start is in effect */
+    bool paused;          /* the owner paused reading */
+    bool in_process;      /* link_process is on the stack */
+    bool open_pending;    /* call on_open from the timer (accepted raw link) */
+    bool process_pending; /* process left-over input from the timer */
+    bool delivered;       /* records delivered since the last on_read_drained */
+    bool eof_seen;        /* the peer's FIN has arrived */
+    bool shut_done;       /* our FIN has been sent (graceful close) */
+    bool above_low;       /* the write queue went above low_water since last drained */
     uint64_t hs_deadline;
     uint64_t last_rx;
     uint64_t last_tx;
     uint64_t above_low_since;
     uint64_t close_deadline;
-    size_t wqueue;            /* bytes in write requests not yet called back */
-    size_t rpos, rend;        /* unprocessed input in rbuf */
+    size_t wqueue;     /* bytes in write requests not yet called back */
+    /* While corked, sealed records accumulate here and go out in one write at uncork (one
+     * syscall for many small records); counted in duet_link_write_queue_size. */
+    bool corked;
+    struct link_wreq *cork;
+    size_t cork_cap;
+    size_t rpos, rend; /* unprocessed input in rbuf */
     char peer[DUET_ADDR_STRLEN];
-    link_secrets_t *sec;      /* NULL for raw links */
+    link_secrets_t *sec; /* NULL for raw links */
     duet_frame_reasm_t reasm;
     duet_frame_reader_t reader;
     uint8_t rbuf[LINK_READ_BUF];
@@ -100,6 +105,7 @@ static void link_on_timer(uv_timer_t *t);
 static void link_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void link_process(duet_link_t *l);
 static void link_close_graceful(duet_link_t *l, duet_err_t err);
+static duet_err_t link_flush_cork(duet_link_t *l);
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
@@ -173,6 +179,10 @@ static void link_wipe_input(duet_link_t *l)
 
 static void link_free(duet_link_t *l)
 {
+    if (l->cork != NULL) {
+        sodium_memzero(l->cork, sizeof *l->cork);
+        free(l->cork);
+    }
     if (l->sec != NULL) {
         duet_noise_hs_dispose(&l->sec->hs);
         sodium_free(l->sec);
@@ -257,11 +267,18 @@ static void link_close_graceful(duet_link_t *l, duet_err_t err)
         link_finish(l);
         return;
     }
+    l->corked = false;
+    if (l->state == LINK_OPEN && link_flush_cork(l) != DUET_OK) {
+        return; /* the write failed and closed the link */
+    }
     l->state = LINK_CLOSING;
     link_wipe_input(l);
     l->paused = false;
     if (!l->eof_seen) {
         link_read_start(l); /* to see the peer's FIN; what comes before it is dropped */
+        if (l->state == LINK_CLOSED) {
+            return;
+        }
     }
     l->shutdown_req.data = l;
     if (uv_shutdown(&l->shutdown_req, (uv_stream_t *)&l->tcp, link_on_shutdown) != 0) {
@@ -310,9 +327,30 @@ static link_wreq_t *link_wreq_new(duet_link_t *l, size_t len)
     return w;
 }
 
-/* Hand w to libuv. On failure w is freed and the link failed; the error is returned. */
+static duet_err_t link_write(duet_link_t *l, link_wreq_t *w);
+
+/* Write what the cork holds, if anything. */
+static duet_err_t link_flush_cork(duet_link_t *l)
+{
+    link_wreq_t *w = l->cork;
+    if (w == NULL) {
+        return DUET_OK;
+    }
+    l->cork = NULL;
+    return link_write(l, w);
+}
+
+/* Hand w to libuv. On failure w is freed and the link failed; the error is returned. Corked
+ * bytes go first, so records keep their order (Noise nonces depend on it). */
 static duet_err_t link_write(duet_link_t *l, link_wreq_t *w)
 {
+    if (l->cork != NULL && l->cork != w) {
+        duet_err_t ce = link_flush_cork(l);
+        if (ce != DUET_OK) {
+            free(w);
+            return ce;
+        }
+    }
     uv_buf_t b = uv_buf_init((char *)w->data, (unsigned int)w->len);
     int r = uv_write(&w->req, (uv_stream_t *)&l->tcp, &b, 1, link_on_write);
     if (r != 0) {
@@ -331,10 +369,38 @@ static duet_err_t link_write(duet_link_t *l, link_wreq_t *w)
     return DUET_OK;
 }
 
+#define LINK_CORK_SIZE (64u << 10)
+
 /* Seal and write one record (secure links). */
 static duet_err_t link_write_sealed(duet_link_t *l, const uint8_t *rec, size_t len)
 {
     size_t wire = duet_frame_sealed_size(len);
+    if (l->corked) {
+        if (l->cork != NULL && l->cork->len + wire > l->cork_cap) {
+            duet_err_t fe = link_flush_cork(l);
+            if (fe != DUET_OK) {
+                return fe;
+            }
+        }
+        if (l->cork == NULL) {
+            size_t cap = wire > LINK_CORK_SIZE ? wire : LINK_CORK_SIZE;
+            l->cork = link_wreq_new(l, cap);
+            if (l->cork == NULL) {
+                return DUET_ENOMEM;
+            }
+            l->cork->len = 0;
+            l->cork_cap = cap;
+        }
+        size_t n;
+        duet_err_t se =
+            duet_frame_seal(&l->sec->tx, rec, len, l->cork->data + l->cork->len, wire, &n);
+        if (se != DUET_OK) {
+            link_fail(l, se, "cannot seal a record");
+            return se;
+        }
+        l->cork->len += n;
+        return DUET_OK;
+    }
     link_wreq_t *w = link_wreq_new(l, wire);
     if (w == NULL) {
         return DUET_ENOMEM;
@@ -376,7 +442,7 @@ duet_err_t duet_link_send(duet_link_t *l, const uint8_t *rec, size_t len)
     } else if (len > DUET_LINK_MAX_RECORD) {
         return DUET_ETOOBIG;
     }
-    if (l->wqueue > l->opt.high_water) {
+    if (duet_link_write_queue_size(l) > l->opt.high_water) {
         return DUET_EAGAIN;
     }
     if (l->mode == DUET_LINK_RAW) {
@@ -387,7 +453,23 @@ duet_err_t duet_link_send(duet_link_t *l, const uint8_t *rec, size_t len)
 
 size_t duet_link_write_queue_size(const duet_link_t *link)
 {
-    return link->wqueue;
+    return link->wqueue + (link->cork != NULL ? link->cork->len : 0);
+}
+
+void duet_link_cork(duet_link_t *link)
+{
+    if (link->mode != DUET_LINK_RAW) {
+        link->corked = true;
+    }
+}
+
+void duet_link_uncork(duet_link_t *link)
+{
+    link->corked = false;
+    if (link->state == LINK_OPEN || link->state == LINK_CLOSING) {
+        duet_err_t ignored = link_flush_cork(link); /* a failure closes the link */
+        (void)ignored;
+    }
 }
 
 /* ---- timers ----------------------------------------------------------------------------- */
@@ -408,7 +490,8 @@ static void link_arm(duet_link_t *l)
     if (l->state == LINK_CLOSING) {
         next = l->close_deadline;
     } else if (l->open_pending || (l->process_pending && !l->paused)) {
-        next = now;
+        (void)uv_timer_start(&l->timer, link_on_timer, 0, 0);
+        return;
     } else if (l->state != LINK_OPEN) {
         next = l->hs_deadline;
     } else if (l->opt.idle_ms > 0) {
@@ -429,7 +512,9 @@ static void link_arm(duet_link_t *l)
         uv_timer_stop(&l->timer);
         return;
     }
-    (void)uv_timer_start(&l->timer, link_on_timer, next > now ? next - now : 0, 0);
+    /* At least 1 ms for a deadline: libuv 1.44 runs a timer re-armed with 0 from its own
+     * callback again before the loop's clock moves, so 0 there could spin for ever. */
+    (void)uv_timer_start(&l->timer, link_on_timer, next > now ? next - now : 1, 0);
 }
 
 static void link_opened(duet_link_t *l);
@@ -601,15 +686,16 @@ static duet_err_t link_hs_read2(duet_link_t *l, const uint8_t *msg, size_t len)
     duet_err_t err = duet_noise_hs_read(&l->sec->hs, msg, len, payload, sizeof payload, &plen);
     if (err != DUET_OK) {
         err = link_hs_read_error(err);
-        link_fail(l, err, err == DUET_EAUTH ? "the peer failed to authenticate"
-                                            : "malformed handshake message");
+        link_fail(l, err,
+                  err == DUET_EAUTH ? "the peer failed to authenticate"
+                                    : "malformed handshake message");
         return err;
     }
     if (plen == 4 && link_get_u16(payload) == LINK_REFUSE_MARK) {
         unsigned theirs = link_get_u16(payload + 2);
         link_fail(l, DUET_EVERSION,
-                  "the peer speaks link protocol version %u, this device speaks version %u",
-                  theirs, l->version);
+                  "the peer speaks link protocol version %u, this device speaks version %u", theirs,
+                  l->version);
         return DUET_EVERSION;
     }
     if (plen != LINK_VERSION_BYTES) {
@@ -619,8 +705,8 @@ static duet_err_t link_hs_read2(duet_link_t *l, const uint8_t *msg, size_t len)
     unsigned theirs = link_get_u16(payload);
     if (theirs != l->version) {
         link_fail(l, DUET_EVERSION,
-                  "the peer answered with link protocol version %u, this device speaks %u",
-                  theirs, l->version);
+                  "the peer answered with link protocol version %u, this device speaks %u", theirs,
+                  l->version);
         return DUET_EVERSION;
     }
     err = link_hs_split(l);
@@ -688,9 +774,10 @@ static void link_on_transport(duet_link_t *l, uint8_t *msg, size_t len)
     duet_err_t err = duet_frame_open(&l->sec->rx, msg, len, &l->reasm, &complete, &rec, &rlen);
     if (err != DUET_OK) {
         if (err == DUET_EAUTH) {
-            link_fail(l, err, l->state == LINK_CONFIRM
-                                  ? "the initiator did not finish the handshake (a replay?)"
-                                  : "a record failed authentication");
+            link_fail(l, err,
+                      l->state == LINK_CONFIRM
+                          ? "the initiator did not finish the handshake (a replay?)"
+                          : "a record failed authentication");
         } else {
             link_fail(l, err, "malformed record");
         }
@@ -738,8 +825,8 @@ static void link_process(duet_link_t *l)
         size_t used;
         uint8_t *body;
         size_t blen;
-        duet_err_t err = duet_frame_read(&l->reader, l->rbuf + l->rpos, l->rend - l->rpos,
-                                         &used, &body, &blen);
+        duet_err_t err =
+            duet_frame_read(&l->reader, l->rbuf + l->rpos, l->rend - l->rpos, &used, &body, &blen);
         l->rpos += used;
         if (err != DUET_OK) {
             link_fail(l, DUET_EPROTO, "bad frame length");
@@ -773,10 +860,12 @@ static void link_on_eof(duet_link_t *l)
     link_read_stop(l);
     if (!duet_frame_reader_idle(&l->reader) || !duet_frame_reasm_idle(&l->reasm)) {
         link_fail(l, DUET_EPROTO, "the connection ended in the middle of a record");
-    } else if (l->state != LINK_OPEN) {
+    } else if (l->state != LINK_OPEN && l->role == DUET_NOISE_INITIATOR) {
         link_fail(l, DUET_ECLOSED,
                   "the peer closed the connection during the handshake (it may not know this "
                   "device, or it is not the device we expect)");
+    } else if (l->state != LINK_OPEN) {
+        link_fail(l, DUET_ECLOSED, "the peer closed the connection during the handshake");
     } else {
         link_close_graceful(l, DUET_OK);
     }
@@ -874,8 +963,8 @@ static void link_on_connect(uv_connect_t *req, int status)
 static duet_err_t link_setup_noise(duet_link_t *l, const duet_link_config_t *cfg)
 {
     const char *name = cfg->mode == DUET_LINK_KK ? DUET_LINK_NAME_KK : DUET_LINK_NAME_NK;
-    const char *prologue = cfg->mode == DUET_LINK_KK ? DUET_LINK_PROLOGUE_KK
-                                                     : DUET_LINK_PROLOGUE_NK;
+    const char *prologue =
+        cfg->mode == DUET_LINK_KK ? DUET_LINK_PROLOGUE_KK : DUET_LINK_PROLOGUE_NK;
     bool initiator = l->role == DUET_NOISE_INITIATOR;
     duet_noise_keys_t k;
     memset(&k, 0, sizeof k);
@@ -939,14 +1028,14 @@ static duet_err_t link_new(uv_loop_t *loop, const duet_link_config_t *cfg,
         err = DUET_EINVAL;
     }
     if (err != DUET_OK) {
-        link_free(l);
-        return err;
+        goto cleanup;
     }
     int r = uv_tcp_init(loop, &l->tcp);
     if (r != 0) {
-        link_free(l);
-        return link_uv_err(r);
+        err = link_uv_err(r);
+        goto cleanup;
     }
+    /* From here on the link is closed through libuv, never just freed. */
     l->handles = 2;
     (void)uv_timer_init(loop, &l->timer); /* cannot fail */
     l->tcp.data = l;
@@ -955,6 +1044,9 @@ static duet_err_t link_new(uv_loop_t *loop, const duet_link_config_t *cfg,
     l->hs_deadline = uv_now(loop) + opt.handshake_ms;
     *out = l;
     return DUET_OK;
+cleanup:
+    link_free(l);
+    return err;
 }
 
 duet_err_t duet_link_connect(uv_loop_t *loop, const struct sockaddr *addr,

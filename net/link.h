@@ -24,9 +24,13 @@
  *  - A link is created by duet_link_connect or duet_link_accept and freed by itself: after
  *    on_close (called exactly once, from libuv's close callback) the pointer is dangling.
  *    If connect or accept return an error, no callback is ever called for that link.
- *  - Callbacks are never called from inside a duet_link_* call made by the owner; the owner
- *    may call any duet_link_* function (send, close, pause...) from inside a callback,
- *    except from on_close.
+ *  - Callbacks are never called from inside a duet_link_* call made by the owner (on_log
+ *    excepted: a send that meets a socket error logs it at once); the owner may call any
+ *    duet_link_* function (send, close, pause...) from inside a callback, except from
+ *    on_close.
+ *  - Memory: about 130 KiB per link (a read buffer and a frame buffer of 64 KiB each), plus
+ *    a reassembly buffer that grows to at most DUET_LINK_MAX_RECORD while a record arrives
+ *    in several chunks, plus the write queue (at most high_water + one sealed record).
  *  - Records handed to on_record are borrowed for the call. Records given to duet_link_send
  *    are copied (sealed) before it returns.
  *  - Backpressure is a pull model: duet_link_send returns DUET_EAGAIN while more than
@@ -56,25 +60,25 @@
 #include "noise.h"
 #include "rng.h"
 
-#define DUET_LINK_VERSION 1u                             /* the protocol version we speak */
-#define DUET_LINK_MAX_RECORD DUET_FRAME_MAX_RECORD       /* 256 KiB, secure links */
-#define DUET_LINK_MAX_RAW_RECORD DUET_FRAME_MAX          /* 65535, raw links */
-#define DUET_LINK_MAX_HANDSHAKE_MSG 1024u                /* a handshake message's frame */
-#define DUET_LINK_KEY_BYTES 32u
-#define DUET_LINK_HASH_BYTES DUET_NOISE_HASHLEN
-#define DUET_LINK_PROLOGUE_KK "duet link"
-#define DUET_LINK_PROLOGUE_NK "duet relay"
-#define DUET_LINK_NAME_KK "Noise_KK_25519_ChaChaPoly_BLAKE2b"
-#define DUET_LINK_NAME_NK "Noise_NK_25519_ChaChaPoly_BLAKE2b"
-#define DUET_ADDR_STRLEN 64u /* "[ffff:...:ffff%scope]:65535" and its NUL */
-#define DUET_ADDR_MAX_INPUT 255u
+#define DUET_LINK_VERSION           1u                    /* the protocol version we speak */
+#define DUET_LINK_MAX_RECORD        DUET_FRAME_MAX_RECORD /* 256 KiB, secure links */
+#define DUET_LINK_MAX_RAW_RECORD    DUET_FRAME_MAX        /* 65535, raw links */
+#define DUET_LINK_MAX_HANDSHAKE_MSG 1024u                 /* a handshake message's frame */
+#define DUET_LINK_KEY_BYTES         32u
+#define DUET_LINK_HASH_BYTES        DUET_NOISE_HASHLEN
+#define DUET_LINK_PROLOGUE_KK       "duet link"
+#define DUET_LINK_PROLOGUE_NK       "duet relay"
+#define DUET_LINK_NAME_KK           "Noise_KK_25519_ChaChaPoly_BLAKE2b"
+#define DUET_LINK_NAME_NK           "Noise_NK_25519_ChaChaPoly_BLAKE2b"
+#define DUET_ADDR_STRLEN            64u /* "[ffff:...:ffff%scope]:65535" and its NUL */
+#define DUET_ADDR_MAX_INPUT         255u
 
 /* Defaults for duet_link_options_t. */
 #define DUET_LINK_HANDSHAKE_MS 10000u
-#define DUET_LINK_IDLE_MS 60000u
-#define DUET_LINK_CLOSE_MS 2000u
-#define DUET_LINK_HIGH_WATER (1u << 20)
-#define DUET_LINK_LOW_WATER (256u << 10)
+#define DUET_LINK_IDLE_MS      60000u
+#define DUET_LINK_CLOSE_MS     2000u
+#define DUET_LINK_HIGH_WATER   (1u << 20)
+#define DUET_LINK_LOW_WATER    (256u << 10)
 
 typedef enum { DUET_LINK_KK = 1, DUET_LINK_NK = 2, DUET_LINK_RAW = 3 } duet_link_mode_t;
 
@@ -180,6 +184,12 @@ void duet_link_close(duet_link_t *link, duet_err_t err);
  * not count while paused. */
 void duet_link_pause_read(duet_link_t *link);
 void duet_link_resume_read(duet_link_t *link);
+
+/* Cork and uncork (secure links): between the two, records sent are sealed into one buffer
+ * and written with one system call at uncork (or when 64 KiB have gathered), as TCP_CORK
+ * would. Other writes (keepalives, close) flush it first, so order is kept. */
+void duet_link_cork(duet_link_t *link);
+void duet_link_uncork(duet_link_t *link);
 
 /* The bytes queued by this link for the socket and not yet written (libuv's write
  * callback not yet called): the measure high_water and low_water apply to. */

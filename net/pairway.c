@@ -1,10 +1,14 @@
 /* see pairway.h */
 #include "pairway.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
+#include "discovery.h"
 #include "link.h"
 
 struct duet_pairway {
@@ -13,6 +17,7 @@ struct duet_pairway {
     uv_tcp_t server;
     bool server_live;
     duet_link_t *link;
+    duet_lan_t *lan;
     bool closing;
     char addr[DUET_ADDR_STRLEN];
 };
@@ -100,14 +105,60 @@ static void on_connection(uv_stream_t *server, int status)
     w->link = l;
 }
 
+/* LAN joiner: the listener's beacon answered our query; connect there once. */
+static void on_lan_found(void *ctx, const struct sockaddr *addr)
+{
+    duet_pairway_t *w = ctx;
+    duet_link_config_t cfg;
+    duet_link_callbacks_t lcb;
+    if (w->closing || w->link != NULL) {
+        return;
+    }
+    config(w, &cfg, &lcb);
+    if (duet_link_connect(w->spec.loop, addr, &cfg, &lcb, &w->link) != DUET_OK) {
+        w->link = NULL;
+        return;
+    }
+    duet_lan_stop(w->lan);
+    w->lan = NULL;
+}
+
+static duet_err_t lan_start(duet_pairway_t *w, uint16_t port, bool seek)
+{
+    char np[8];
+    uint8_t key[DUET_DISCOVERY_KEY_BYTES];
+    int n = snprintf(np, sizeof np, "%u", (unsigned)w->spec.nameplate);
+    duet_err_t err = duet_discovery_key_pairing(key, (const uint8_t *)np, (size_t)n);
+    if (err == DUET_OK) {
+        err = duet_lan_start(&w->lan, w->spec.loop, key, port, seek, NULL, on_lan_found, w);
+    }
+    sodium_memzero(key, sizeof key);
+    return err;
+}
+
 duet_err_t duet_pairway_start(const duet_pairway_spec_t *spec, const duet_pairway_callbacks_t *cb,
                               duet_pairway_t **out)
 {
     struct sockaddr_storage ss;
     duet_err_t err;
+    bool lan = spec->listen == NULL && spec->connect == NULL && spec->relay == NULL;
     *out = NULL;
-    if (spec->relay != NULL || (spec->listen == NULL && spec->connect == NULL)) {
+    if (spec->relay != NULL) {
         return DUET_EUNSUPPORTED;
+    }
+    if (lan && spec->joiner) {
+        duet_pairway_t *w = calloc(1, sizeof *w);
+        if (w == NULL) {
+            return DUET_ENOMEM;
+        }
+        w->spec = *spec;
+        w->cb = *cb;
+        if ((err = lan_start(w, 0, true)) != DUET_OK) {
+            free(w);
+            return err;
+        }
+        *out = w;
+        return DUET_OK;
     }
     duet_pairway_t *w = calloc(1, sizeof *w);
     if (w == NULL) {
@@ -131,7 +182,7 @@ duet_err_t duet_pairway_start(const duet_pairway_spec_t *spec, const duet_pairwa
         *out = w;
         return DUET_OK;
     }
-    if ((err = duet_addr_parse(spec->listen, &ss)) != DUET_OK) {
+    if ((err = duet_addr_parse(lan ? "[::]:0" : spec->listen, &ss)) != DUET_OK) {
         free(w);
         return err;
     }
@@ -150,9 +201,17 @@ duet_err_t duet_pairway_start(const duet_pairway_spec_t *spec, const duet_pairwa
     int blen = sizeof bound;
     uv_tcp_getsockname(&w->server, (struct sockaddr *)&bound, &blen);
     duet_addr_format((struct sockaddr *)&bound, w->addr, sizeof w->addr);
+    if (lan) {
+        uint16_t port = ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
+        if ((err = lan_start(w, port, false)) != DUET_OK) {
+            w->closing = true;
+            uv_close((uv_handle_t *)&w->server, server_closed);
+            return err;
+        }
+    }
     *out = w;
     if (cb->on_code != NULL) {
-        cb->on_code(w, cb->ctx, w->addr);
+        cb->on_code(w, cb->ctx, lan ? NULL : w->addr);
     }
     return DUET_OK;
 }
@@ -171,6 +230,10 @@ void duet_pairway_close(duet_pairway_t *w)
         return;
     }
     w->closing = true;
+    if (w->lan != NULL) {
+        duet_lan_stop(w->lan);
+        w->lan = NULL;
+    }
     if (w->link != NULL) {
         duet_link_close(w->link, DUET_OK);
     }

@@ -22,6 +22,10 @@ struct duet_session {
     bool closing;
     bool was_done;
     uint64_t sent_final, received_final; /* counts kept when the engine is dropped */
+    /* The batch is committed once per loop iteration, after every socket that was ready has
+     * been read: under load one fsync covers many reads, idle it costs no latency. */
+    uv_check_t flusher;
+    bool flush_pending;
 };
 
 uint64_t duet_wallclock_ms(void *unused)
@@ -91,7 +95,21 @@ static void check_done(duet_session_t *s)
  * handed out only until the next call, so a frame refused with EAGAIN is never lost: the
  * engine is only asked for the next one once the link has room (it checks the queue size
  * first). */
+static void pump_frames(duet_session_t *s);
+
 static void pump(duet_session_t *s)
+{
+    if (s->closing || s->eng == NULL) {
+        return;
+    }
+    duet_link_cork(s->link); /* many small frames, one write */
+    pump_frames(s);
+    if (!s->closing) {
+        duet_link_uncork(s->link);
+    }
+}
+
+static void pump_frames(duet_session_t *s)
 {
     while (!s->closing && s->eng != NULL) {
         if (duet_link_write_queue_size(s->link) >= DUET_LINK_HIGH_WATER) {
@@ -179,10 +197,10 @@ static duet_err_t on_record(duet_link_t *link, void *ctx, const uint8_t *rec, si
     return DUET_OK;
 }
 
-static void on_read_drained(duet_link_t *link, void *ctx)
+static void flush_now(duet_session_t *s)
 {
-    duet_session_t *s = ctx;
-    (void)link;
+    s->flush_pending = false;
+    uv_check_stop(&s->flusher);
     if (s->eng == NULL || s->closing) {
         return;
     }
@@ -199,12 +217,42 @@ static void on_read_drained(duet_link_t *link, void *ctx)
     check_done(s);
 }
 
+static void on_flush_check(uv_check_t *h)
+{
+    flush_now(h->data);
+}
+
+static void on_read_drained(duet_link_t *link, void *ctx)
+{
+    duet_session_t *s = ctx;
+    (void)link;
+    if (s->eng == NULL || s->closing) {
+        return;
+    }
+    if (!duet_sync_batch_open(s->eng)) {
+        pump(s); /* nothing to commit: answer at once (an ACK freed our window) */
+        check_done(s);
+        return;
+    }
+    if (!s->flush_pending) {
+        s->flush_pending = true;
+        uv_check_start(&s->flusher, on_flush_check);
+    }
+}
+
 static void on_writable(duet_link_t *link, void *ctx)
 {
     duet_session_t *s = ctx;
     (void)link;
     pump(s);
     check_done(s);
+}
+
+static void flusher_closed(uv_handle_t *h)
+{
+    duet_session_t *s = h->data;
+    sodium_memzero(s, sizeof *s);
+    free(s);
 }
 
 static void on_close(duet_link_t *link, void *ctx, duet_err_t err)
@@ -215,11 +263,12 @@ static void on_close(duet_link_t *link, void *ctx, duet_err_t err)
         s->cb.on_close(s, s->cb.ctx, err);
     }
     duet_sync_free(s->eng);
+    s->eng = NULL;
     if (s->host_live) {
         duet_outbox_host_dispose(&s->host);
+        s->host_live = false;
     }
-    sodium_memzero(s, sizeof *s);
-    free(s);
+    uv_close((uv_handle_t *)&s->flusher, flusher_closed);
 }
 
 static void on_log(duet_link_t *link, void *ctx, const char *line)
@@ -231,7 +280,7 @@ static void on_log(duet_link_t *link, void *ctx, const char *line)
     }
 }
 
-static duet_err_t make(duet_store_t *st, const duet_session_callbacks_t *cb,
+static duet_err_t make(uv_loop_t *loop, duet_store_t *st, const duet_session_callbacks_t *cb,
                        const duet_session_keys_t *keys, const duet_link_options_t *opts,
                        duet_session_t **s, duet_link_config_t *cfg, duet_link_callbacks_t *lcb)
 {
@@ -239,6 +288,8 @@ static duet_err_t make(duet_store_t *st, const duet_session_callbacks_t *cb,
     if (*s == NULL) {
         return DUET_ENOMEM;
     }
+    uv_check_init(loop, &(*s)->flusher);
+    (*s)->flusher.data = *s;
     (*s)->st = st;
     (*s)->cb = *cb;
     memset(cfg, 0, sizeof *cfg);
@@ -266,13 +317,13 @@ duet_err_t duet_session_connect(uv_loop_t *loop, duet_store_t *st, const struct 
     duet_link_config_t cfg;
     duet_link_callbacks_t lcb;
     *out = NULL;
-    duet_err_t err = make(st, cb, keys, opts, &s, &cfg, &lcb);
+    duet_err_t err = make(loop, st, cb, keys, opts, &s, &cfg, &lcb);
     if (err != DUET_OK) {
         return err;
     }
     err = duet_link_connect(loop, addr, &cfg, &lcb, &s->link);
     if (err != DUET_OK) {
-        free(s);
+        uv_close((uv_handle_t *)&s->flusher, flusher_closed);
         return err;
     }
     *out = s;
@@ -287,13 +338,13 @@ duet_err_t duet_session_accept(uv_stream_t *server, duet_store_t *st,
     duet_link_config_t cfg;
     duet_link_callbacks_t lcb;
     *out = NULL;
-    duet_err_t err = make(st, cb, keys, opts, &s, &cfg, &lcb);
+    duet_err_t err = make(server->loop, st, cb, keys, opts, &s, &cfg, &lcb);
     if (err != DUET_OK) {
         return err;
     }
     err = duet_link_accept(server, &cfg, &lcb, &s->link);
     if (err != DUET_OK) {
-        free(s);
+        uv_close((uv_handle_t *)&s->flusher, flusher_closed);
         return err;
     }
     *out = s;
@@ -320,6 +371,8 @@ void duet_session_close(duet_session_t *s, duet_err_t err)
         s->closing = true;
         /* Drop the engine now: an open receive batch is rolled back at once, so another
          * session on the same store can start its own while this link winds down. */
+        uv_check_stop(&s->flusher);
+        s->flush_pending = false;
         if (s->eng != NULL) {
             s->sent_final = duet_sync_items_sent(s->eng);
             s->received_final = duet_sync_items_received(s->eng);

@@ -75,7 +75,7 @@ static int same(const msgpack_object *o, const json_t *v, const char *kind)
     if (json_is_string(v)) {
         size_t n = json_string_length(v);
         return o->type == MSGPACK_OBJECT_STR && o->via.str.size == n &&
-               memcmp(o->via.str.ptr, json_string_value(v), n) == 0;
+               (n == 0 || memcmp(o->via.str.ptr, json_string_value(v), n) == 0);
     }
     if (json_is_array(v)) {
         if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != json_array_size(v)) {

@@ -1488,6 +1488,10 @@ static void test_truncated(void **state)
     assert_int_equal(h->srv.close_err, DUET_EPROTO);
     assert_non_null(strstr(h->srv.log, "middle"));
     h_free(h);
+    /* A scanner: connects, says nothing, leaves. */
+    h = run_raw_client(state, NULL, 0, true, 0);
+    assert_int_equal(h->srv.close_err, DUET_ECLOSED);
+    h_free(h);
     /* EOF after a lone first byte of a prefix. */
     uint8_t one[] = {0};
     h = run_raw_client(state, one, 1, true, 0);
