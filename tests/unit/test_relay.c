@@ -620,6 +620,20 @@ static void test_config(void **state)
     for (size_t i = 0; duet_relay_config_name(i) != NULL; i++) {
         assert_non_null(duet_relay_config_doc(i));
     }
+    /* docs/relay.md lists every setting with its default. */
+    size_t dlen;
+    uint8_t *doc = duet_test_slurp("docs/relay.md", &dlen);
+    assert_non_null(doc);
+    duet_relay_config_default(&c);
+    for (size_t i = 0; duet_relay_config_name(i) != NULL; i++) {
+        char row[128];
+        snprintf(row, sizeof row, "| `%s` | %llu |", duet_relay_config_name(i),
+                 (unsigned long long)duet_relay_config_value(&c, i));
+        if (!duet_test_contains(doc, dlen, row, strlen(row))) {
+            fail_msg("docs/relay.md does not list %s", row);
+        }
+    }
+    free(doc);
 }
 
 /* ---- the SQLite backend ------------------------------------------------------------------ */
