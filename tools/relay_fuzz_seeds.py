@@ -72,6 +72,9 @@ def main(out: str):
     seeds["small-config"] = b"\x02# relay\nmailbox-items = 5\nttl-s = 60\n"
     seeds["small-pair"] = b"\x02\x00\x03abc" + bytes(507)
     seeds["small-state"] = b"\x02" + bytes(305)
+    hello, ping = mp({0: 1, 1: 1, 2: 1}), mp({0: 7, 1: 2})
+    seeds["small-record"] = (b"\x02" + len(hello).to_bytes(4, "big") + hello +
+                             len(ping).to_bytes(4, "big") + ping)
     for name, data in seeds.items():
         with open(os.path.join(out, name), "wb") as f:
             f.write(data)

@@ -9,7 +9,7 @@
  *   1  the client session engine (core/relay_sync.h) in daemon mode, against a host that
  *      accepts everything: frames from a "relay", and the session's own frames taken;
  *   2  the small parsers: a relay URL, a config file, a padded pairing message, a state
- *      object and an envelope label, each on the whole rest.
+ *      object, an envelope label and a record's frames, each on the whole rest.
  * The seed corpus (tests/fuzz/corpus/relay) holds sessions made of valid frames from
  * tools/relay_fuzz_seeds.py.
  */
@@ -193,6 +193,13 @@ static void fuzz_small(const uint8_t *data, size_t size)
     ignored = duet_relay_state_open(&k.in, data, size, &wm, above, DUET_RELAY_STATE_BITS, &n);
     if (size > 16) {
         ignored = duet_relay_env_open(&k.in, data, 16, data + 16, size - 16, &seq, &msg, &n);
+    }
+    size_t pos = 0;
+    while (duet_relay_record_next(data, size, &pos, &msg, &n) == DUET_OK) {
+        duet_relay_frame_t f;
+        if (duet_relay_frame_decode(&f, msg, n) == DUET_OK) {
+            duet_relay_frame_dispose(&f);
+        }
     }
     (void)ignored;
     duet_relay_keys_dispose(&k);
