@@ -38,18 +38,18 @@
 #include "sysrng.h"
 
 #define ENV_BYTES 512u
-#define MAXPAIRS 64u
+#define MAXPAIRS  64u
 
 /* ---- in-memory devices ----------------------------------------------------------------------- */
 
 typedef struct mdev {
-    uint64_t n;            /* writer: envelopes to offer (grows in the latency run) */
-    uint8_t *relayed;      /* writer: per seq */
-    uint8_t *have;         /* reader: per seq, committed */
+    uint64_t n;       /* writer: envelopes to offer (grows in the latency run) */
+    uint8_t *relayed; /* writer: per seq */
+    uint8_t *have;    /* reader: per seq, committed */
     uint8_t *pending;
     uint64_t cap;
-    uint64_t stored;       /* reader: committed */
-    uint64_t last_seq;     /* reader: the highest seq committed */
+    uint64_t stored;   /* reader: committed */
+    uint64_t last_seq; /* reader: the highest seq committed */
     uint8_t env[ENV_BYTES];
 } mdev_t;
 
@@ -90,8 +90,7 @@ static duet_err_t m_state(void *ctx, uint64_t *wm, uint64_t *above, size_t cap, 
     return DUET_OK;
 }
 
-static duet_err_t m_next(void *ctx, uint64_t after, uint64_t *seq, const uint8_t **env,
-                         size_t *len)
+static duet_err_t m_next(void *ctx, uint64_t after, uint64_t *seq, const uint8_t **env, size_t *len)
 {
     mdev_t *d = ctx;
     for (uint64_t s = after + 1; s <= d->n; s++) {
@@ -165,8 +164,7 @@ static void m_abort(void *ctx)
     memset(d->pending, 0, d->cap + 1);
 }
 
-static duet_err_t m_acked(void *ctx, uint64_t wm, const uint64_t *above, size_t n,
-                          uint64_t *items)
+static duet_err_t m_acked(void *ctx, uint64_t wm, const uint64_t *above, size_t n, uint64_t *items)
 {
     (void)ctx, (void)wm, (void)above, (void)n;
     *items = 0;
@@ -391,8 +389,7 @@ static void latency(uint64_t rounds)
     qsort(lat, lat_n, sizeof *lat, cmp_d);
     if (lat_n > 0) {
         bench_report("relay", "latency daemon to daemon p50", lat[lat_n / 2] * 1e3, "ms");
-        bench_report("relay", "latency daemon to daemon p99", lat[(lat_n * 99) / 100] * 1e3,
-                     "ms");
+        bench_report("relay", "latency daemon to daemon p99", lat[(lat_n * 99) / 100] * 1e3, "ms");
         bench_report("relay", "latency daemon to daemon max", lat[lat_n - 1] * 1e3, "ms");
     }
     duet_relay_client_stop(cr);

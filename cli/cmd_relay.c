@@ -22,7 +22,7 @@
 #include "relay_server.h"
 #include "relayd.h"
 
-#define RELAY_CONFIG_MAX (64u << 10)
+#define RELAY_CONFIG_MAX   (64u << 10)
 #define RELAY_MAX_SETTINGS 32u
 
 typedef struct relay_run {
@@ -70,9 +70,9 @@ static void emit_stopped(duet_cli_t *cli, const duet_relay_server_counters_t *n)
         duet_json_kint(&cli->j, "connections", (int64_t)n->accepted);
         duet_json_kint(&cli->j, "stored", (int64_t)n->engine.puts);
         duet_json_kint(&cli->j, "collected", (int64_t)n->engine.deletes);
-        duet_json_kint(&cli->j, "refused", (int64_t)(n->engine.refused_cap +
-                                                      n->engine.refused_quota +
-                                                      n->engine.refused_other));
+        duet_json_kint(
+            &cli->j, "refused",
+            (int64_t)(n->engine.refused_cap + n->engine.refused_quota + n->engine.refused_other));
         duet_json_end(&cli->j);
         duet_cli_emit(cli);
     } else {
@@ -136,9 +136,8 @@ static int serve(duet_cli_t *cli, int argc, char **argv)
         return rc;
     }
     for (size_t i = 0; i < nset; i++) {
-        if (values[i] != NULL &&
-            duet_relay_config_set(&cfg, names[i] + 2, strlen(names[i] + 2), values[i],
-                                  strlen(values[i])) != DUET_OK) {
+        if (values[i] != NULL && duet_relay_config_set(&cfg, names[i] + 2, strlen(names[i] + 2),
+                                                       values[i], strlen(values[i])) != DUET_OK) {
             return duet_cli_usage(cli, "%s: '%s' is not a number in range", names[i], values[i]);
         }
     }
@@ -178,8 +177,8 @@ static int serve(duet_cli_t *cli, int argc, char **argv)
         }
         if (err == DUET_EPERM && strcmp(what, "key file") == 0) {
             return duet_cli_failf(cli, "relay serve",
-                                  "%s/%s: not usable (it must be the relay's own, mode 0600)",
-                                  data, DUET_RELAY_KEY_FILE);
+                                  "%s/%s: not usable (it must be the relay's own, mode 0600)", data,
+                                  DUET_RELAY_KEY_FILE);
         }
         return duet_cli_failf(cli, "relay serve", "%s: %s", what, duet_strerror(err));
     }

@@ -12,10 +12,10 @@
 
 /* ---- keys and capabilities ------------------------------------------------------------ */
 
-#define SALT "duet relay v1"
-#define CAP_KEY "duet-relay-cap-v1"
-#define MAILBOX_KEY "duet-relay-mailbox-v1"
-#define STATE_AD "duet relay state v1"
+#define SALT          "duet relay v1"
+#define CAP_KEY       "duet-relay-cap-v1"
+#define MAILBOX_KEY   "duet-relay-mailbox-v1"
+#define STATE_AD      "duet relay state v1"
 #define STATE_VERSION 1u
 
 static void expand(uint8_t out[static 32], const uint8_t prk[static 32], const char *label,
@@ -147,8 +147,8 @@ void duet_relay_seq_mask(uint8_t out[static DUET_RELAY_SEQ_MASK_BYTES], const du
 }
 
 duet_err_t duet_relay_env_open(const duet_relay_dir_t *d, const uint8_t *oid, size_t oid_len,
-                               const uint8_t *data, size_t len, uint64_t *seq,
-                               const uint8_t **env, size_t *env_len)
+                               const uint8_t *data, size_t len, uint64_t *seq, const uint8_t **env,
+                               size_t *env_len)
 {
     uint8_t zero[DUET_RELAY_SEQ_MASK_BYTES], mask[DUET_RELAY_SEQ_MASK_BYTES];
     uint8_t want[DUET_RELAY_LABEL_BYTES];
@@ -229,9 +229,9 @@ duet_err_t duet_relay_state_open(const duet_relay_dir_t *d, const uint8_t *data,
         return DUET_EAUTH;
     }
     state_ad(ad, d);
-    err = duet_crypto_aead_open(plain, sizeof plain, &plain_len,
-                                data + DUET_CRYPTO_AEAD_NONCE_BYTES,
-                                len - DUET_CRYPTO_AEAD_NONCE_BYTES, ad, sizeof ad, data, d->skey);
+    err =
+        duet_crypto_aead_open(plain, sizeof plain, &plain_len, data + DUET_CRYPTO_AEAD_NONCE_BYTES,
+                              len - DUET_CRYPTO_AEAD_NONCE_BYTES, ad, sizeof ad, data, d->skey);
     if (err != DUET_OK) {
         return DUET_EAUTH;
     }
@@ -299,8 +299,8 @@ static const duet_codec_limits_t frame_limits = {
     .max_depth = 3, /* LISTED: map, array of entries, entry */
     .max_str = 0,
     .max_bin = DUET_RELAY_OBJECT_MAX,
-    .max_array = DUET_RELAY_LIST_MAX > DUET_RELAY_DELETE_MAX ? DUET_RELAY_LIST_MAX
-                                                             : DUET_RELAY_DELETE_MAX,
+    .max_array =
+        DUET_RELAY_LIST_MAX > DUET_RELAY_DELETE_MAX ? DUET_RELAY_LIST_MAX : DUET_RELAY_DELETE_MAX,
     .max_map = 8,
     .max_objects = 5u * DUET_RELAY_LIST_MAX + 32u,
 };
@@ -309,28 +309,25 @@ static const duet_codec_limits_t frame_limits = {
 #define U DUET_CODEC_UINT
 #define B DUET_CODEC_BIN
 static const duet_codec_field_t f_hello[] = {{0, U, true}, {1, U, true}, {2, U, true}};
-static const duet_codec_field_t f_put[] = {{0, U, true}, {1, U, true}, {2, B, true},
-                                           {3, B, true}, {4, B, true}, {5, U, true},
-                                           {6, B, true}, {7, B, true}};
-static const duet_codec_field_t f_list[] = {{0, U, true}, {1, U, true}, {2, B, true},
-                                            {3, B, true}, {4, B, true}, {5, U, true},
-                                            {6, U, true}, {7, U, true}};
+static const duet_codec_field_t f_put[] = {{0, U, true}, {1, U, true}, {2, B, true}, {3, B, true},
+                                           {4, B, true}, {5, U, true}, {6, B, true}, {7, B, true}};
+static const duet_codec_field_t f_list[] = {{0, U, true}, {1, U, true}, {2, B, true}, {3, B, true},
+                                            {4, B, true}, {5, U, true}, {6, U, true}, {7, U, true}};
 static const duet_codec_field_t f_get[] = {{0, U, true}, {1, U, true}, {2, B, true},
                                            {3, B, true}, {4, B, true}, {5, B, true}};
-static const duet_codec_field_t f_delete[] = {{0, U, true}, {1, U, true}, {2, B, true},
-                                              {3, B, true}, {4, B, true},
-                                              {5, DUET_CODEC_ARRAY, true}};
-static const duet_codec_field_t f_sub[] = {{0, U, true}, {1, U, true}, {2, B, true},
-                                           {3, B, true}, {4, B, true}};
+static const duet_codec_field_t f_delete[] = {{0, U, true}, {1, U, true},
+                                              {2, B, true}, {3, B, true},
+                                              {4, B, true}, {5, DUET_CODEC_ARRAY, true}};
+static const duet_codec_field_t f_sub[] = {
+    {0, U, true}, {1, U, true}, {2, B, true}, {3, B, true}, {4, B, true}};
 static const duet_codec_field_t f_rid[] = {{0, U, true}, {1, U, true}};
 static const duet_codec_field_t f_claim[] = {{0, U, true}, {1, U, true}, {2, U, true}};
 static const duet_codec_field_t f_pmsg[] = {{0, U, true}, {1, U, true}, {2, B, true}};
 static const duet_codec_field_t f_ok[] = {{0, U, true}, {1, U, true}, {2, U, true}};
-static const duet_codec_field_t f_welcome[] = {{0, U, true}, {1, U, true}, {2, U, true},
-                                               {3, U, true}, {4, U, true}};
-static const duet_codec_field_t f_listed[] = {{0, U, true}, {1, U, true},
-                                              {2, DUET_CODEC_ARRAY, true},
-                                              {3, DUET_CODEC_BOOL, true}};
+static const duet_codec_field_t f_welcome[] = {
+    {0, U, true}, {1, U, true}, {2, U, true}, {3, U, true}, {4, U, true}};
+static const duet_codec_field_t f_listed[] = {
+    {0, U, true}, {1, U, true}, {2, DUET_CODEC_ARRAY, true}, {3, DUET_CODEC_BOOL, true}};
 static const duet_codec_field_t f_object[] = {{0, U, true}, {1, U, true}, {2, U, true},
                                               {3, U, true}, {4, B, true}, {5, B, true}};
 static const duet_codec_field_t f_error[] = {{0, U, true},
@@ -350,17 +347,20 @@ typedef struct layout {
     size_t n;
 } layout_t;
 
-#define L(t, f) {t, f, sizeof f / sizeof f[0]}
+#define L(t, f)                                                                                    \
+    {                                                                                              \
+        t, f, sizeof f / sizeof f[0]                                                               \
+    }
 static const layout_t layouts[] = {
-    L(DUET_RELAY_HELLO, f_hello),       L(DUET_RELAY_PUT, f_put),
-    L(DUET_RELAY_LIST, f_list),         L(DUET_RELAY_GET, f_get),
-    L(DUET_RELAY_DELETE, f_delete),     L(DUET_RELAY_SUBSCRIBE, f_sub),
-    L(DUET_RELAY_PING, f_rid),          L(DUET_RELAY_ALLOCATE, f_claim),
-    L(DUET_RELAY_CLAIM, f_claim),       L(DUET_RELAY_PMSG, f_pmsg),
-    L(DUET_RELAY_OK, f_ok),             L(DUET_RELAY_WELCOME, f_welcome),
-    L(DUET_RELAY_LISTED, f_listed),     L(DUET_RELAY_OBJECT, f_object),
-    L(DUET_RELAY_ERROR, f_error),       L(DUET_RELAY_NOTIFY, f_notify),
-    L(DUET_RELAY_PDATA, f_pdata),       L(DUET_RELAY_PCLOSED, f_pclosed),
+    L(DUET_RELAY_HELLO, f_hello),   L(DUET_RELAY_PUT, f_put),
+    L(DUET_RELAY_LIST, f_list),     L(DUET_RELAY_GET, f_get),
+    L(DUET_RELAY_DELETE, f_delete), L(DUET_RELAY_SUBSCRIBE, f_sub),
+    L(DUET_RELAY_PING, f_rid),      L(DUET_RELAY_ALLOCATE, f_claim),
+    L(DUET_RELAY_CLAIM, f_claim),   L(DUET_RELAY_PMSG, f_pmsg),
+    L(DUET_RELAY_OK, f_ok),         L(DUET_RELAY_WELCOME, f_welcome),
+    L(DUET_RELAY_LISTED, f_listed), L(DUET_RELAY_OBJECT, f_object),
+    L(DUET_RELAY_ERROR, f_error),   L(DUET_RELAY_NOTIFY, f_notify),
+    L(DUET_RELAY_PDATA, f_pdata),   L(DUET_RELAY_PCLOSED, f_pclosed),
 };
 #undef L
 
@@ -683,9 +683,8 @@ void duet_relay_enc_put2(duet_codec_enc_t *enc, uint32_t rid, const duet_relay_d
     }
 }
 
-void duet_relay_enc_put(duet_codec_enc_t *enc, uint32_t rid, const duet_relay_dir_t *d,
-                        uint8_t cls, const uint8_t *oid, size_t oid_len, const uint8_t *data,
-                        size_t len)
+void duet_relay_enc_put(duet_codec_enc_t *enc, uint32_t rid, const duet_relay_dir_t *d, uint8_t cls,
+                        const uint8_t *oid, size_t oid_len, const uint8_t *data, size_t len)
 {
     duet_relay_enc_put2(enc, rid, d, cls, oid, oid_len, data, len, NULL, 0);
 }
@@ -910,7 +909,7 @@ void duet_relay_record_put_len(uint8_t out[static DUET_RELAY_RECORD_HDR], size_t
 
 /* ---- relay addresses ------------------------------------------------------------------- */
 
-#define SCHEME "duet://"
+#define SCHEME    "duet://"
 #define KEY_CHARS 52u /* ceil(256 / 5) */
 
 static const char b32[] = "0123456789abcdefghjkmnpqrstvwxyz"; /* Crockford, lower case */
@@ -969,14 +968,14 @@ static duet_err_t b32_decode(uint8_t key[static 32], const char *s)
 
 static bool host_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.';
 }
 
 static bool ipv6_char(char c)
 {
-    return (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || (c >= '0' && c <= '9') ||
-           c == ':' || c == '.';
+    return (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || (c >= '0' && c <= '9') || c == ':' ||
+           c == '.';
 }
 
 duet_err_t duet_relay_url_parse(duet_relay_url_t *u, const char *text, size_t len)

@@ -46,60 +46,62 @@
 #include "err.h"
 #include "rng.h"
 
-#define DUET_RELAY_VERSION 1u
+#define DUET_RELAY_VERSION        1u
 #define DUET_RELAY_NOISE_PROTOCOL "Noise_NK_25519_ChaChaPoly_BLAKE2b"
-#define DUET_RELAY_KEY_BYTES 32u        /* relay key, mailbox ids, caps, cap hashes */
-#define DUET_RELAY_OID_MIN 1u           /* object id bytes */
-#define DUET_RELAY_OID_MAX 48u
-#define DUET_RELAY_LABEL_BYTES 16u      /* the object id of envelopes and states */
-#define DUET_RELAY_SEQ_MASK_BYTES 8u    /* masked sequence number before an envelope */
-#define DUET_RELAY_OBJECT_MAX (98304u + 64u) /* data bytes of one object: the largest
+#define DUET_RELAY_KEY_BYTES      32u /* relay key, mailbox ids, caps, cap hashes */
+#define DUET_RELAY_OID_MIN        1u  /* object id bytes */
+#define DUET_RELAY_OID_MAX        48u
+#define DUET_RELAY_LABEL_BYTES    16u /* the object id of envelopes and states */
+#define DUET_RELAY_SEQ_MASK_BYTES 8u  /* masked sequence number before an envelope */
+#define DUET_RELAY_OBJECT_MAX                                                                      \
+    (98304u + 64u)                           /* data bytes of one object: the largest              \
                                                 envelope, its masked sequence number, room */
-#define DUET_RELAY_FRAME_MAX (128u * 1024u)  /* any frame, either way */
-#define DUET_RELAY_RECORD_MAX (256u * 1024u) /* a link record: frames, each u32be length ‖ frame */
+#define DUET_RELAY_FRAME_MAX  (128u * 1024u) /* any frame, either way */
+#define DUET_RELAY_RECORD_MAX (256u * 1024u) /* a link record: frames, each u32be length ‖ frame \
+                                              */
 #define DUET_RELAY_RECORD_HDR 4u
 /* Senders fill records up to this (one Noise message of the link: no reassembly, no large
  * buffers on either side); a frame larger than that travels in a record of its own. */
 #define DUET_RELAY_RECORD_FILL 65518u
-#define DUET_RELAY_LIST_MAX 256u        /* entries in one LISTED */
-#define DUET_RELAY_DELETE_MAX 256u      /* object ids in one DELETE */
-#define DUET_RELAY_WINDOW 128u          /* requests a client may have unanswered */
-#define DUET_RELAY_SUBS_MAX 4u          /* subscriptions per connection */
-#define DUET_RELAY_PAIR_MSG 512u        /* every PMSG/PDATA payload, padded */
-#define DUET_RELAY_PAIR_MAX 510u        /* the largest pairing message it can carry */
-#define DUET_RELAY_PAIR_QUEUE 8u        /* messages held for a holder not yet reading */
+#define DUET_RELAY_LIST_MAX    256u /* entries in one LISTED */
+#define DUET_RELAY_DELETE_MAX  256u /* object ids in one DELETE */
+#define DUET_RELAY_WINDOW      128u /* requests a client may have unanswered */
+#define DUET_RELAY_SUBS_MAX    4u   /* subscriptions per connection */
+#define DUET_RELAY_PAIR_MSG    512u /* every PMSG/PDATA payload, padded */
+#define DUET_RELAY_PAIR_MAX    510u /* the largest pairing message it can carry */
+#define DUET_RELAY_PAIR_QUEUE  8u   /* messages held for a holder not yet reading */
 
 /* The sealed receive state: nonce || AEAD(version || wm || bitmap) || tag. */
-#define DUET_RELAY_STATE_BITS 2048u     /* sequence numbers above the watermark it covers */
-#define DUET_RELAY_STATE_PLAIN (1u + 8u + DUET_RELAY_STATE_BITS / 8u)  /* 265 */
-#define DUET_RELAY_STATE_BYTES (24u + DUET_RELAY_STATE_PLAIN + 16u)    /* 305 */
+#define DUET_RELAY_STATE_BITS  2048u /* sequence numbers above the watermark it covers */
+#define DUET_RELAY_STATE_PLAIN (1u + 8u + DUET_RELAY_STATE_BITS / 8u) /* 265 */
+#define DUET_RELAY_STATE_BYTES (24u + DUET_RELAY_STATE_PLAIN + 16u)   /* 305 */
 
 /* Object classes. */
-#define DUET_RELAY_ENVELOPE 1u
-#define DUET_RELAY_STATE 2u
-#define DUET_RELAY_BLOB 3u
+#define DUET_RELAY_ENVELOPE  1u
+#define DUET_RELAY_STATE     2u
+#define DUET_RELAY_BLOB      3u
 #define DUET_RELAY_CLASS_MAX 3u
 
 /* Frame types (key 0). Requests, client to relay: */
-#define DUET_RELAY_HELLO 1u
-#define DUET_RELAY_PUT 2u
-#define DUET_RELAY_LIST 3u
-#define DUET_RELAY_GET 4u
-#define DUET_RELAY_DELETE 5u
+#define DUET_RELAY_HELLO     1u
+#define DUET_RELAY_PUT       2u
+#define DUET_RELAY_LIST      3u
+#define DUET_RELAY_GET       4u
+#define DUET_RELAY_DELETE    5u
 #define DUET_RELAY_SUBSCRIBE 6u
-#define DUET_RELAY_PING 7u
-#define DUET_RELAY_ALLOCATE 8u
-#define DUET_RELAY_CLAIM 9u
-#define DUET_RELAY_PMSG 10u
+#define DUET_RELAY_PING      7u
+#define DUET_RELAY_ALLOCATE  8u
+#define DUET_RELAY_CLAIM     9u
+#define DUET_RELAY_PMSG      10u
 /* Responses, relay to client, one per request, in request order: */
-#define DUET_RELAY_OK 64u
+#define DUET_RELAY_OK      64u
 #define DUET_RELAY_WELCOME 65u
-#define DUET_RELAY_LISTED 66u
-#define DUET_RELAY_OBJECT 67u
-#define DUET_RELAY_ERROR 68u
+#define DUET_RELAY_LISTED  66u
+#define DUET_RELAY_OBJECT  67u
+#define DUET_RELAY_ERROR   68u
 /* Events, relay to client, unsolicited: */
-#define DUET_RELAY_NOTIFY 80u
-#define DUET_RELAY_PDATA 81u
+#define DUET_RELAY_NOTIFY  80u
+#define DUET_RELAY_PDATA   81u
 #define DUET_RELAY_PCLOSED 82u
 
 /* ---- keys and capabilities ------------------------------------------------------------ */
@@ -168,8 +170,8 @@ void duet_relay_seq_mask(uint8_t out[static DUET_RELAY_SEQ_MASK_BYTES], const du
  * DUET_EAUTH otherwise (a label that is not ours, an envelope shorter than one byte).
  */
 duet_err_t duet_relay_env_open(const duet_relay_dir_t *d, const uint8_t *oid, size_t oid_len,
-                               const uint8_t *data, size_t len, uint64_t *seq,
-                               const uint8_t **env, size_t *env_len) DUET_MUST_CHECK;
+                               const uint8_t *data, size_t len, uint64_t *seq, const uint8_t **env,
+                               size_t *env_len) DUET_MUST_CHECK;
 
 /* ---- sealed receive states -------------------------------------------------------------- */
 
@@ -209,26 +211,26 @@ duet_err_t duet_relay_pair_unpad(const uint8_t *padded, size_t padded_len, const
 /* A decoded frame of either direction. Pointers point into the decoded buffer. */
 typedef struct duet_relay_frame {
     uint8_t type;
-    uint32_t rid;                 /* requests and responses; 0 in events */
-    uint32_t version;             /* HELLO, WELCOME; ERROR (the relay's) */
-    const uint8_t *mbox;          /* 32: PUT LIST GET DELETE SUBSCRIBE NOTIFY */
-    const uint8_t *cap;           /* 32: PUT (wcap) LIST GET DELETE SUBSCRIBE (rcap) */
-    const uint8_t *other_hash;    /* 32: PUT (rhash), the others (whash) */
-    uint8_t cls;                  /* PUT OBJECT; LIST (0 = every class) */
-    const uint8_t *oid;           /* PUT GET OBJECT */
+    uint32_t rid;              /* requests and responses; 0 in events */
+    uint32_t version;          /* HELLO, WELCOME; ERROR (the relay's) */
+    const uint8_t *mbox;       /* 32: PUT LIST GET DELETE SUBSCRIBE NOTIFY */
+    const uint8_t *cap;        /* 32: PUT (wcap) LIST GET DELETE SUBSCRIBE (rcap) */
+    const uint8_t *other_hash; /* 32: PUT (rhash), the others (whash) */
+    uint8_t cls;               /* PUT OBJECT; LIST (0 = every class) */
+    const uint8_t *oid;        /* PUT GET OBJECT */
     size_t oid_len;
-    const uint8_t *data;          /* PUT OBJECT PMSG PDATA */
+    const uint8_t *data; /* PUT OBJECT PMSG PDATA */
     size_t data_len;
-    uint64_t after;               /* LIST */
-    uint32_t limit;               /* LIST: 1..DUET_RELAY_LIST_MAX */
-    uint64_t value;               /* OK; OBJECT and NOTIFY: cursor */
-    uint16_t nameplate;           /* CLAIM (1..9999), ALLOCATE (0: any) */
-    duet_err_t err;               /* ERROR, PCLOSED */
-    bool fatal;                   /* ERROR: the relay closes the connection after it */
-    bool more;                    /* LISTED */
-    uint32_t object_max, window;  /* WELCOME */
-    size_t count;                 /* DELETE: object ids; LISTED: entries */
-    const msgpack_object *array;  /* DELETE ids, LISTED entries (see the accessors) */
+    uint64_t after;              /* LIST */
+    uint32_t limit;              /* LIST: 1..DUET_RELAY_LIST_MAX */
+    uint64_t value;              /* OK; OBJECT and NOTIFY: cursor */
+    uint16_t nameplate;          /* CLAIM (1..9999), ALLOCATE (0: any) */
+    duet_err_t err;              /* ERROR, PCLOSED */
+    bool fatal;                  /* ERROR: the relay closes the connection after it */
+    bool more;                   /* LISTED */
+    uint32_t object_max, window; /* WELCOME */
+    size_t count;                /* DELETE: object ids; LISTED: entries */
+    const msgpack_object *array; /* DELETE ids, LISTED entries (see the accessors) */
     duet_codec_msg_t msg;
 } duet_relay_frame_t;
 
@@ -266,9 +268,8 @@ void duet_relay_frame_entry(const duet_relay_frame_t *f, size_t i, duet_relay_en
  * over its limit is a caller bug: abort).
  */
 void duet_relay_enc_hello(duet_codec_enc_t *enc, uint32_t rid);
-void duet_relay_enc_put(duet_codec_enc_t *enc, uint32_t rid, const duet_relay_dir_t *d,
-                        uint8_t cls, const uint8_t *oid, size_t oid_len, const uint8_t *data,
-                        size_t len);
+void duet_relay_enc_put(duet_codec_enc_t *enc, uint32_t rid, const duet_relay_dir_t *d, uint8_t cls,
+                        const uint8_t *oid, size_t oid_len, const uint8_t *data, size_t len);
 /* A PUT whose data is two parts (masked sequence number, envelope), to spare a copy. */
 void duet_relay_enc_put2(duet_codec_enc_t *enc, uint32_t rid, const duet_relay_dir_t *d,
                          uint8_t cls, const uint8_t *oid, size_t oid_len, const uint8_t *a,
@@ -327,7 +328,7 @@ void duet_relay_record_put_len(uint8_t out[static DUET_RELAY_RECORD_HDR], size_t
 /* ---- relay addresses ------------------------------------------------------------------- */
 
 #define DUET_RELAY_HOST_MAX 253u
-#define DUET_RELAY_URL_MAX 320u
+#define DUET_RELAY_URL_MAX  320u
 
 /* duet://HOST:PORT/KEY: HOST a DNS name, an IPv4 address or [IPv6]; KEY the relay's
  * X25519 public key in 52 characters of Crockford base32 (lower case when written). */
@@ -339,8 +340,7 @@ typedef struct duet_relay_url {
 
 /* Parse text[0..len). DUET_EADDR for anything malformed (the reason is not detailed), and
  * DUET_EBADKEY for a key that does not decode canonically. */
-duet_err_t duet_relay_url_parse(duet_relay_url_t *u, const char *text,
-                                size_t len) DUET_MUST_CHECK;
+duet_err_t duet_relay_url_parse(duet_relay_url_t *u, const char *text, size_t len) DUET_MUST_CHECK;
 
 /* Write the URL of host, port and key into out (NUL-terminated). DUET_ETOOBIG if cap is too
  * small; DUET_EADDR for a host that would not parse back. */

@@ -67,26 +67,25 @@ static const char *const sql_text[S_COUNT] = {
     [S_ROLLBACK] = "ROLLBACK",
 };
 
-static const char schema[] =
-    "CREATE TABLE IF NOT EXISTS mailboxes ("
-    " id INTEGER PRIMARY KEY,"
-    " mbox BLOB NOT NULL UNIQUE,"
-    " last_cursor INTEGER NOT NULL,"
-    " items INTEGER NOT NULL,"
-    " bytes INTEGER NOT NULL,"
-    " touched INTEGER NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS objects ("
-    " id INTEGER PRIMARY KEY,"
-    " mb INTEGER NOT NULL,"
-    " cursor INTEGER NOT NULL,"
-    " cls INTEGER NOT NULL,"
-    " oid BLOB NOT NULL,"
-    " len INTEGER NOT NULL,"
-    " expires INTEGER NOT NULL,"
-    " data BLOB NOT NULL,"
-    " UNIQUE (mb, oid),"
-    " UNIQUE (mb, cursor));"
-    "CREATE INDEX IF NOT EXISTS objects_expires ON objects (expires);";
+static const char schema[] = "CREATE TABLE IF NOT EXISTS mailboxes ("
+                             " id INTEGER PRIMARY KEY,"
+                             " mbox BLOB NOT NULL UNIQUE,"
+                             " last_cursor INTEGER NOT NULL,"
+                             " items INTEGER NOT NULL,"
+                             " bytes INTEGER NOT NULL,"
+                             " touched INTEGER NOT NULL);"
+                             "CREATE TABLE IF NOT EXISTS objects ("
+                             " id INTEGER PRIMARY KEY,"
+                             " mb INTEGER NOT NULL,"
+                             " cursor INTEGER NOT NULL,"
+                             " cls INTEGER NOT NULL,"
+                             " oid BLOB NOT NULL,"
+                             " len INTEGER NOT NULL,"
+                             " expires INTEGER NOT NULL,"
+                             " data BLOB NOT NULL,"
+                             " UNIQUE (mb, oid),"
+                             " UNIQUE (mb, cursor));"
+                             "CREATE INDEX IF NOT EXISTS objects_expires ON objects (expires);";
 
 #define MB_CACHE 256u /* mailboxes whose rows are kept in memory */
 
@@ -101,16 +100,15 @@ struct duet_relay_sqlite {
     sqlite3 *db;
     sqlite3_stmt *st[S_COUNT];
     bool in_batch;
-    duet_err_t broken;    /* SQLite rolled the open batch back by itself */
+    duet_err_t broken; /* SQLite rolled the open batch back by itself */
     mbent_t mbc[MB_CACHE];
-    uint64_t bytes;       /* data bytes in the store, committed */
-    int64_t batch_bytes;  /* change made by the open batch */
-    uint8_t *getbuf;      /* get's result */
+    uint64_t bytes;      /* data bytes in the store, committed */
+    int64_t batch_bytes; /* change made by the open batch */
+    uint8_t *getbuf;     /* get's result */
     size_t getbuf_cap;
     uint8_t np_state[NP_COUNT];
     uint64_t np_expires[NP_COUNT];
 };
-
 
 static duet_err_t map_rc(duet_relay_sqlite_t *s, int rc)
 {
@@ -216,8 +214,7 @@ static duet_err_t setup(duet_relay_sqlite_t *s)
         return err;
     }
     for (int i = 0; i < S_COUNT; i++) {
-        rc = sqlite3_prepare_v3(s->db, sql_text[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
-                                NULL);
+        rc = sqlite3_prepare_v3(s->db, sql_text[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL);
         if (rc != SQLITE_OK) {
             return map_rc(s, rc);
         }
@@ -239,9 +236,8 @@ duet_err_t duet_relay_sqlite_open(const char *path, duet_relay_sqlite_t **out)
     if (s == NULL) {
         return DUET_ENOMEM;
     }
-    int rc = sqlite3_open_v2(path, &s->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     duet_err_t err = rc == SQLITE_OK ? setup(s) : map_rc(s, rc);
     if (err == DUET_EDB) {
         err = DUET_ECORRUPT; /* not a database, or not ours */
@@ -439,8 +435,8 @@ typedef struct object {
     uint8_t cls;
 } object_t;
 
-static duet_err_t obj_find(duet_relay_sqlite_t *s, int64_t mb, const uint8_t *oid,
-                           size_t oid_len, object_t *o, bool *found)
+static duet_err_t obj_find(duet_relay_sqlite_t *s, int64_t mb, const uint8_t *oid, size_t oid_len,
+                           object_t *o, bool *found)
 {
     sqlite3_stmt *st = stmt(s, S_OBJ_FIND);
     memset(o, 0, sizeof *o);

@@ -23,12 +23,12 @@
 #include "err.h"
 #include "relay_store.h"
 
-#define DUET_RELAY_SQLITE_SCHEMA 1
+#define DUET_RELAY_SQLITE_SCHEMA  1
 #define DUET_RELAY_SQLITE_BUSY_MS 2000
 /* Page cache (KiB) and memory-mapped reads (bytes): the hot part of the mailboxes (recent
  * objects, the indexes) stays in memory instead of costing a read() per page. */
 #define DUET_RELAY_SQLITE_CACHE_KIB "32768"
-#define DUET_RELAY_SQLITE_MMAP "268435456"
+#define DUET_RELAY_SQLITE_MMAP      "268435456"
 
 typedef struct duet_relay_sqlite duet_relay_sqlite_t;
 

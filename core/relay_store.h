@@ -65,8 +65,7 @@ typedef struct duet_relay_store {
     /* Up to cap live objects of mbox with a cursor > after, ascending, of class cls (0:
      * any); *more when there are others after them. No such mailbox: *n = 0. */
     duet_err_t (*list)(void *ctx, const uint8_t mbox[32], uint8_t cls, uint64_t after,
-                       uint64_t now_ms, duet_relay_entry_t *out, size_t cap, size_t *n,
-                       bool *more);
+                       uint64_t now_ms, duet_relay_entry_t *out, size_t cap, size_t *n, bool *more);
 
     /* One live object by id: its entry and data. DUET_ENOENT if absent or expired. */
     duet_err_t (*get)(void *ctx, const uint8_t mbox[32], const uint8_t *oid, size_t oid_len,

@@ -267,8 +267,8 @@ static duet_err_t store_envelope(duet_relay_sync_t *s, const duet_relay_frame_t 
     const uint8_t *env;
     size_t len;
     bool counted = false;
-    if (duet_relay_env_open(&s->k.in, f->oid, f->oid_len, f->data, f->data_len, &seq, &env,
-                            &len) != DUET_OK) {
+    if (duet_relay_env_open(&s->k.in, f->oid, f->oid_len, f->data, f->data_len, &seq, &env, &len) !=
+        DUET_OK) {
         s->counts.rejected++; /* not ours to read: the relay's TTL takes it */
         return DUET_OK;
     }
@@ -617,8 +617,7 @@ duet_err_t duet_relay_sync_next_frame(duet_relay_sync_t *s, const uint8_t **fram
     if (s->fetch_next < s->nfetch) {
         pend_t *p = push_pend(s, P_GET_ENV, &rid);
         p->idx = (uint16_t)s->fetch_next;
-        duet_relay_enc_get(&s->enc, rid, &s->k.in, s->fetch[s->fetch_next],
-                           DUET_RELAY_LABEL_BYTES);
+        duet_relay_enc_get(&s->enc, rid, &s->k.in, s->fetch[s->fetch_next], DUET_RELAY_LABEL_BYTES);
         s->fetch_next++;
         s->fetch_wait++;
         return emit(s, frame, len);

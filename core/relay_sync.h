@@ -39,10 +39,10 @@
 #include "relay.h"
 #include "rng.h"
 
-#define DUET_RELAY_SYNC_PIPELINE 64u           /* requests in flight */
+#define DUET_RELAY_SYNC_PIPELINE     64u        /* requests in flight */
 #define DUET_RELAY_SYNC_UPLOAD_BYTES (4u << 20) /* envelope bytes in flight */
-#define DUET_RELAY_SYNC_MAX_FETCH 20000u       /* envelopes one one-shot cycle downloads */
-#define DUET_RELAY_SYNC_MAX_ABOVE 1024u        /* receive state numbers above the watermark */
+#define DUET_RELAY_SYNC_MAX_FETCH    20000u     /* envelopes one one-shot cycle downloads */
+#define DUET_RELAY_SYNC_MAX_ABOVE    1024u      /* receive state numbers above the watermark */
 
 /* The durable state behind the engine: the outbox (outbox.h, through net/relay_client's
  * adapter) or a test double. The functions mean what their duet_outbox_* namesakes say. */
@@ -55,12 +55,10 @@ typedef struct duet_relay_host {
                                  size_t *len);
     duet_err_t (*mark_relayed)(void *ctx, uint64_t seq);
     duet_err_t (*recv_begin)(void *ctx);
-    duet_err_t (*recv_put)(void *ctx, uint64_t seq, const uint8_t *env, size_t len,
-                           bool *counted);
+    duet_err_t (*recv_put)(void *ctx, uint64_t seq, const uint8_t *env, size_t len, bool *counted);
     duet_err_t (*recv_commit)(void *ctx);
     void (*recv_abort)(void *ctx);
-    duet_err_t (*acked)(void *ctx, uint64_t wm, const uint64_t *above, size_t n,
-                        uint64_t *items);
+    duet_err_t (*acked)(void *ctx, uint64_t wm, const uint64_t *above, size_t n, uint64_t *items);
 } duet_relay_host_t;
 
 typedef struct duet_relay_sync duet_relay_sync_t;

@@ -43,8 +43,7 @@ static const setting_t settings[] = {
     {"max-object", O(max_object), DUET_RELAY_OBJECT_MAX, 1024, DUET_RELAY_OBJECT_MAX,
      "bytes of one stored object (envelope or blob chunk)"},
     {"mailbox-items", O(mailbox_items), 10000, 1, 100000000, "objects in one mailbox"},
-    {"mailbox-bytes", O(mailbox_bytes), 268435456, 65536, 1099511627776,
-     "bytes in one mailbox"},
+    {"mailbox-bytes", O(mailbox_bytes), 268435456, 65536, 1099511627776, "bytes in one mailbox"},
     {"store-bytes", O(store_bytes), 0, 0, 1099511627776000,
      "bytes in all mailboxes together (0: until the disk is full)"},
     {"ttl-s", O(ttl_s), 2592000, 60, 315360000,
@@ -173,40 +172,40 @@ uint64_t duet_relay_config_value(const duet_relay_config_t *c, size_t i)
 
 /* ---- the engine's state ---------------------------------------------------------------- */
 
-#define NAMEPLATES 10000u
-#define PAIR_MSGS_MAX 16u    /* messages through one nameplate, both ways */
-#define QUEUE_MAX (DUET_RELAY_WINDOW + DUET_RELAY_SUBS_MAX + PAIR_MSGS_MAX + 2u)
+#define NAMEPLATES      10000u
+#define PAIR_MSGS_MAX   16u /* messages through one nameplate, both ways */
+#define QUEUE_MAX       (DUET_RELAY_WINDOW + DUET_RELAY_SUBS_MAX + PAIR_MSGS_MAX + 2u)
 #define SUB_BUCKETS_MIN 64u
-#define QUEUE_KEEP 4u        /* a queue this small stays allocated between requests */
+#define QUEUE_KEEP      4u /* a queue this small stays allocated between requests */
 
 /* Kinds of queued items: a response (or event) frame type, plus the reads done lazily. */
 enum { Q_LIST_READ = 200, Q_GET_READ = 201, Q_NOTIFY_SUB = 202 };
 
 typedef struct qitem {
-    uint8_t kind;          /* DUET_RELAY_OK/WELCOME/ERROR/PDATA/PCLOSED or a Q_ kind */
-    uint8_t cls;           /* LIST */
-    uint8_t oid_len;       /* GET */
-    uint8_t sub;           /* Q_NOTIFY_SUB: the subscription index */
-    bool wrote;            /* an OK that acknowledges a write of the open batch */
-    bool counted;          /* a response to a request (counts against the window) */
-    bool fatal;            /* ERROR */
-    uint16_t limit;        /* LIST */
-    duet_err_t err;        /* ERROR, PCLOSED */
+    uint8_t kind;    /* DUET_RELAY_OK/WELCOME/ERROR/PDATA/PCLOSED or a Q_ kind */
+    uint8_t cls;     /* LIST */
+    uint8_t oid_len; /* GET */
+    uint8_t sub;     /* Q_NOTIFY_SUB: the subscription index */
+    bool wrote;      /* an OK that acknowledges a write of the open batch */
+    bool counted;    /* a response to a request (counts against the window) */
+    bool fatal;      /* ERROR */
+    uint16_t limit;  /* LIST */
+    duet_err_t err;  /* ERROR, PCLOSED */
     uint32_t rid;
-    uint64_t value;        /* OK; LIST: after */
-    uint8_t mbox[32];      /* LIST, GET */
+    uint64_t value;   /* OK; LIST: after */
+    uint8_t mbox[32]; /* LIST, GET */
     uint8_t oid[DUET_RELAY_OID_MAX];
-    uint8_t *data;         /* PDATA: DUET_RELAY_PAIR_MSG bytes, malloc'd */
+    uint8_t *data; /* PDATA: DUET_RELAY_PAIR_MSG bytes, malloc'd */
 } qitem_t;
 
 typedef struct sub {
-    struct sub *next;      /* hash chain */
+    struct sub *next; /* hash chain */
     duet_relayd_conn_t *conn;
-    uint64_t cursor;       /* the latest cursor to announce */
-    uint64_t staged;       /* a cursor written by the open batch (0: none) */
+    uint64_t cursor; /* the latest cursor to announce */
+    uint64_t staged; /* a cursor written by the open batch (0: none) */
     bool used;
-    bool queued;           /* a NOTIFY for it is in the queue */
-    bool in_staged;        /* on the hub's staged list */
+    bool queued;    /* a NOTIFY for it is in the queue */
+    bool in_staged; /* on the hub's staged list */
     struct sub *staged_next;
     uint8_t mbox[32];
 } sub_t;
@@ -216,12 +215,12 @@ struct duet_relayd_conn {
     void *user;
     duet_err_t fatal;
     bool hello;
-    uint8_t np_role;       /* 0, 1 (allocated: the listener), 2 (claimed: the joiner) */
+    uint8_t np_role; /* 0, 1 (allocated: the listener), 2 (claimed: the joiner) */
     uint16_t np;
-    qitem_t *q;            /* ring; allocated while non-empty */
+    qitem_t *q; /* ring; allocated while non-empty */
     size_t qcap, qhead, qlen;
-    size_t released;       /* items at the head that may be sent */
-    size_t requests;       /* responses in the queue */
+    size_t released;                   /* items at the head that may be sent */
+    size_t requests;                   /* responses in the queue */
     duet_relayd_conn_t *dprev, *dnext; /* the hub's dirty list */
     bool dirty;
     sub_t subs[DUET_RELAY_SUBS_MAX];
@@ -244,9 +243,9 @@ struct duet_relayd {
     duet_relayd_conn_t *dirty;
     sub_t **buckets;
     size_t nbuckets, nsubs;
-    sub_t *staged;          /* subscriptions touched by the open batch */
+    sub_t *staged; /* subscriptions touched by the open batch */
     uint8_t hash_key[crypto_shorthash_KEYBYTES];
-    slot_t *slots;          /* NAMEPLATES, allocated on first use */
+    slot_t *slots; /* NAMEPLATES, allocated on first use */
     uint64_t next_sweep;
     duet_relayd_counters_t n;
     duet_codec_enc_t enc;
@@ -428,8 +427,7 @@ static bool sub_grow(duet_relayd_t *d)
 
 static bool sub_add(duet_relayd_t *d, sub_t *s)
 {
-    if ((d->nsubs + 1 > d->nbuckets * 2 || d->nbuckets == 0) && !sub_grow(d) &&
-        d->nbuckets == 0) {
+    if ((d->nsubs + 1 > d->nbuckets * 2 || d->nbuckets == 0) && !sub_grow(d) && d->nbuckets == 0) {
         return false;
     }
     size_t k = sub_bucket(d, s->mbox);
@@ -695,8 +693,8 @@ static duet_err_t on_put(duet_relayd_conn_t *c, const duet_relay_frame_t *f, uin
     }
     duet_err_t err = open_batch(d);
     if (err == DUET_OK) {
-        err = d->st.put(d->st.ctx, f->mbox, f->cls, f->oid, f->oid_len, f->data, f->data_len,
-                        now, &d->lim, &cursor, &dup);
+        err = d->st.put(d->st.ctx, f->mbox, f->cls, f->oid, f->oid_len, f->data, f->data_len, now,
+                        &d->lim, &cursor, &dup);
     }
     if (err != DUET_OK) {
         return refuse(c, f->rid, err);
@@ -794,8 +792,8 @@ static duet_err_t on_allocate(duet_relayd_conn_t *c, const duet_relay_frame_t *f
     if (!slots_ready(d)) {
         return refuse(c, f->rid, DUET_EIO);
     }
-    duet_err_t err = d->st.np_allocate(d->st.ctx, f->nameplate, now,
-                                       d->cfg.nameplate_ttl_s * 1000u, d->rng, &np);
+    duet_err_t err = d->st.np_allocate(d->st.ctx, f->nameplate, now, d->cfg.nameplate_ttl_s * 1000u,
+                                       d->rng, &np);
     if (err != DUET_OK) {
         return refuse(c, f->rid, err);
     }
@@ -967,12 +965,11 @@ static void encode_list(duet_relayd_t *d, const qitem_t *it, uint64_t now)
 {
     size_t n;
     bool more;
-    duet_err_t err = d->st.list(d->st.ctx, it->mbox, it->cls, it->value, now, d->entries,
-                                it->limit, &n, &more);
+    duet_err_t err =
+        d->st.list(d->st.ctx, it->mbox, it->cls, it->value, now, d->entries, it->limit, &n, &more);
     d->n.lists++;
     if (err != DUET_OK) {
-        duet_relay_enc_error(&d->enc, it->rid, duet_relay_err_allowed(err) ? err : DUET_EIO,
-                             false);
+        duet_relay_enc_error(&d->enc, it->rid, duet_relay_err_allowed(err) ? err : DUET_EIO, false);
         return;
     }
     duet_relay_enc_listed(&d->enc, it->rid, d->entries, n, more);
@@ -985,8 +982,7 @@ static void encode_get(duet_relayd_t *d, const qitem_t *it, uint64_t now)
     duet_err_t err = d->st.get(d->st.ctx, it->mbox, it->oid, it->oid_len, now, &meta, &data);
     d->n.gets++;
     if (err != DUET_OK) {
-        duet_relay_enc_error(&d->enc, it->rid, duet_relay_err_allowed(err) ? err : DUET_EIO,
-                             false);
+        duet_relay_enc_error(&d->enc, it->rid, duet_relay_err_allowed(err) ? err : DUET_EIO, false);
         return;
     }
     duet_relay_enc_object(&d->enc, it->rid, meta.cursor, meta.cls, meta.oid, meta.oid_len, data,

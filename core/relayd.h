@@ -49,17 +49,17 @@ typedef struct duet_relay_config {
     uint64_t max_connections_per_ip;
     uint64_t handshake_timeout_ms;
     uint64_t idle_timeout_s;
-    uint64_t rate_requests;      /* per connection: requests per second (0: no limit) */
-    uint64_t rate_bytes;         /* per connection: bytes per second received */
-    uint64_t ip_rate_requests;   /* per IP address, all its connections together */
+    uint64_t rate_requests;    /* per connection: requests per second (0: no limit) */
+    uint64_t rate_bytes;       /* per connection: bytes per second received */
+    uint64_t ip_rate_requests; /* per IP address, all its connections together */
     uint64_t ip_rate_bytes;
-    uint64_t slow_reader_bytes;  /* output waiting for a reader that does not read... */
-    uint64_t slow_reader_ms;     /* ...for this long: the connection is dropped */
+    uint64_t slow_reader_bytes; /* output waiting for a reader that does not read... */
+    uint64_t slow_reader_ms;    /* ...for this long: the connection is dropped */
     /* storage (this engine) */
-    uint64_t max_object;         /* data bytes of one object (<= DUET_RELAY_OBJECT_MAX) */
+    uint64_t max_object; /* data bytes of one object (<= DUET_RELAY_OBJECT_MAX) */
     uint64_t mailbox_items;
     uint64_t mailbox_bytes;
-    uint64_t store_bytes;        /* all mailboxes together (0: until the disk is full) */
+    uint64_t store_bytes; /* all mailboxes together (0: until the disk is full) */
     uint64_t ttl_s;
     uint64_t nameplate_ttl_s;
     uint64_t sweep_interval_s;
@@ -95,11 +95,11 @@ typedef struct duet_relayd_conn duet_relayd_conn_t;
 typedef void (*duet_relayd_wake_fn)(void *ctx, void *conn_user);
 
 typedef struct duet_relayd_counters {
-    uint64_t connections;        /* open now */
+    uint64_t connections; /* open now */
     uint64_t puts, dups, gets, lists, deletes, notifies;
     uint64_t refused_cap, refused_quota, refused_other, fatal;
     uint64_t commits, commit_failures;
-    uint64_t pairings;           /* nameplates claimed */
+    uint64_t pairings; /* nameplates claimed */
 } duet_relayd_counters_t;
 
 /* A hub over store (borrowed; must outlive it) with settings cfg (copied). NULL when out of

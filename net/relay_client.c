@@ -53,8 +53,7 @@ static void oh_abort(void *ctx)
     duet_outbox_recv_abort(ctx);
 }
 
-static duet_err_t oh_acked(void *ctx, uint64_t wm, const uint64_t *above, size_t n,
-                           uint64_t *items)
+static duet_err_t oh_acked(void *ctx, uint64_t wm, const uint64_t *above, size_t n, uint64_t *items)
 {
     return duet_outbox_acked(ctx, wm, above, n, items);
 }
@@ -398,8 +397,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     cb.on_close = c_on_close;
     cb.on_log = c_on_log;
     c->s = duet_relay_sync_new(&c->host, &c->keys, c->rng, c->stay);
-    duet_err_t err = c->s == NULL ? DUET_ENOMEM
-                                  : duet_link_connect(c->loop, res->ai_addr, &cfg, &cb, &c->link);
+    duet_err_t err =
+        c->s == NULL ? DUET_ENOMEM : duet_link_connect(c->loop, res->ai_addr, &cfg, &cb, &c->link);
     uv_freeaddrinfo(res);
     if (err != DUET_OK) {
         client_ended(c, err);

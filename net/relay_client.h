@@ -37,7 +37,7 @@
 
 #define DUET_RELAY_CLIENT_BACKOFF_MIN_MS 500u
 #define DUET_RELAY_CLIENT_BACKOFF_MAX_MS 60000u
-#define DUET_RELAY_CLIENT_STABLE_MS 30000u /* a session this old resets the backoff */
+#define DUET_RELAY_CLIENT_STABLE_MS      30000u /* a session this old resets the backoff */
 
 /* ---- what the lead's commands pass in ---------------------------------------------------- */
 
@@ -74,11 +74,11 @@ typedef struct duet_relay_client_callbacks {
 
 typedef struct duet_relay_client_opts {
     uv_loop_t *loop;
-    const char *url;                 /* duet://HOST:PORT/KEY */
-    const duet_relay_host_t *host;   /* copied; its ctx must outlive the client */
-    const duet_relay_keys_t *keys;   /* copied (and wiped at the end) */
-    duet_rng_t rng;                  /* Noise ephemerals, state nonces, jitter */
-    bool stay;                       /* daemon mode */
+    const char *url;               /* duet://HOST:PORT/KEY */
+    const duet_relay_host_t *host; /* copied; its ctx must outlive the client */
+    const duet_relay_keys_t *keys; /* copied (and wiped at the end) */
+    duet_rng_t rng;                /* Noise ephemerals, state nonces, jitter */
+    bool stay;                     /* daemon mode */
 } duet_relay_client_opts_t;
 
 /*

@@ -17,16 +17,16 @@
 #include "link.h"
 #include "relay_sqlite.h"
 
-#define TICK_MS 1000u
+#define TICK_MS        1000u
 #define LISTEN_BACKLOG 511
-#define IP_FORGET_MS 60000u   /* an IP entry without connections is kept this long */
-#define LOG_RATE 20u          /* log lines per second, bursts of 5x */
-#define CLOSE_MS 2000u
+#define IP_FORGET_MS   60000u /* an IP entry without connections is kept this long */
+#define LOG_RATE       20u    /* log lines per second, bursts of 5x */
+#define CLOSE_MS       2000u
 
 typedef struct ipent {
     struct ipent *next;
     char addr[DUET_ADDR_STRLEN];
-    uint64_t count;           /* connections open */
+    uint64_t count; /* connections open */
     uint64_t last_ms;
     duet_relay_bucket_t req, bytes, conns;
 } ipent_t;
@@ -38,7 +38,7 @@ typedef struct rconn {
     ipent_t *ip;
     duet_relay_bucket_t req, bytes;
     uint64_t slow_since;
-    uint64_t resume_at;       /* paused for its rate until then (0: not paused) */
+    uint64_t resume_at; /* paused for its rate until then (0: not paused) */
     bool refuse_busy;
     bool in_pump;
     bool closing;
@@ -59,7 +59,7 @@ struct duet_relay_server {
     duet_relay_sqlite_t *db;
     duet_relay_store_t st;
     duet_relayd_t *d;
-    uint8_t *key;             /* sodium_malloc'd private key */
+    uint8_t *key; /* sodium_malloc'd private key */
     uint8_t pub[32];
     char url[DUET_RELAY_URL_MAX + 1];
     duet_rng_t rng;
@@ -71,7 +71,7 @@ struct duet_relay_server {
     ipent_t **ipb;
     size_t nipb, nips;
     uint8_t ipkey[crypto_shorthash_KEYBYTES];
-    uint8_t *out;             /* the record being filled by pump (DUET_RELAY_RECORD_MAX) */
+    uint8_t *out; /* the record being filled by pump (DUET_RELAY_RECORD_MAX) */
     duet_relay_bucket_t logb;
     uint64_t log_dropped;
     duet_relay_server_counters_t n;
@@ -84,8 +84,7 @@ static uint64_t wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-__attribute__((format(printf, 2, 3))) static void slog(duet_relay_server_t *s, const char *fmt,
-                                                       ...)
+__attribute__((format(printf, 2, 3))) static void slog(duet_relay_server_t *s, const char *fmt, ...)
 {
     char line[DUET_RELAY_LOG_MAX];
     uint64_t wait;
@@ -756,16 +755,17 @@ static duet_err_t start_listen(duet_relay_server_t *s, const duet_relay_server_o
         r = uv_listen((uv_stream_t *)&s->tcp, LISTEN_BACKLOG, on_connection);
     }
     if (r != 0) {
-        return r == UV_EADDRINUSE ? DUET_EADDRINUSE : r == UV_EADDRNOTAVAIL ? DUET_EADDR : DUET_ENET;
+        return r == UV_EADDRINUSE      ? DUET_EADDRINUSE
+               : r == UV_EADDRNOTAVAIL ? DUET_EADDR
+                                       : DUET_ENET;
     }
     struct sockaddr_storage bound;
     int blen = (int)sizeof bound;
     if (uv_tcp_getsockname(&s->tcp, (struct sockaddr *)&bound, &blen) != 0) {
         return DUET_ENET;
     }
-    uint16_t port = bound.ss_family == AF_INET6
-                        ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
-                        : ntohs(((struct sockaddr_in *)&bound)->sin_port);
+    uint16_t port = bound.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
+                                                : ntohs(((struct sockaddr_in *)&bound)->sin_port);
     if (o->url_host != NULL) {
         (void)snprintf(host, sizeof host, "%s", o->url_host);
     } else {

@@ -44,8 +44,8 @@
 #include "rng.h"
 
 #define DUET_RELAY_KEY_FILE "relay.key"
-#define DUET_RELAY_DB_FILE "relay.db"
-#define DUET_RELAY_LOG_MAX 256u
+#define DUET_RELAY_DB_FILE  "relay.db"
+#define DUET_RELAY_LOG_MAX  256u
 
 typedef struct duet_relay_server duet_relay_server_t;
 
@@ -55,7 +55,7 @@ typedef struct duet_relay_server_opts {
     const char *data_dir; /* the data folder */
     const char *url_host; /* the host clients use, for the URL; NULL: the listen host */
     duet_relay_config_t cfg;
-    duet_rng_t rng;       /* keys, nameplates (duet_sysrng() in the program) */
+    duet_rng_t rng; /* keys, nameplates (duet_sysrng() in the program) */
     void (*on_log)(void *ctx, const char *line);
     void *ctx;
 } duet_relay_server_opts_t;

@@ -88,8 +88,7 @@ static duet_err_t h_state(void *ctx, uint64_t *wm, uint64_t *above, size_t cap, 
     return DUET_OK;
 }
 
-static duet_err_t h_next(void *ctx, uint64_t after, uint64_t *seq, const uint8_t **env,
-                         size_t *len)
+static duet_err_t h_next(void *ctx, uint64_t after, uint64_t *seq, const uint8_t **env, size_t *len)
 {
     device_t *d = ctx;
     for (uint64_t s = after + 1; s <= d->n; s++) {
@@ -168,8 +167,7 @@ static void h_abort(void *ctx)
     memset(d->pending, 0, sizeof d->pending);
 }
 
-static duet_err_t h_acked(void *ctx, uint64_t wm, const uint64_t *above, size_t n,
-                          uint64_t *items)
+static duet_err_t h_acked(void *ctx, uint64_t wm, const uint64_t *above, size_t n, uint64_t *items)
 {
     (void)ctx, (void)wm, (void)above, (void)n;
     *items = 0;
@@ -209,8 +207,8 @@ static int run_session(uint64_t seed, bool a_side)
     duet_relay_keys_t k;
     duet_relay_client_t *c;
     keys_of(seed, a_side, &k);
-    duet_relay_host_t h = {&dev, h_state, h_next, h_mark, h_begin, h_put, h_commit, h_abort,
-                           h_acked};
+    duet_relay_host_t h = {&dev,  h_state,  h_next,  h_mark, h_begin,
+                           h_put, h_commit, h_abort, h_acked};
     duet_relay_client_opts_t o = {&loop, url_text, &h, &k, duet_sysrng(), false};
     duet_relay_client_callbacks_t cb = {.on_done = on_done, .on_log = on_log};
     duet_err_t err = duet_relay_client_start(&o, &cb, &c);
@@ -225,9 +223,8 @@ static int run_session(uint64_t seed, bool a_side)
         relayed += dev.flags[s];
     }
     printf("uploaded=%llu\nreceived=%llu\nstored_total=%llu\ndups=%llu\ncorrupt=%d\n",
-           (unsigned long long)session_counts.uploaded,
-           (unsigned long long)session_counts.received, (unsigned long long)relayed,
-           (unsigned long long)dev.dups, dev.corrupt);
+           (unsigned long long)session_counts.uploaded, (unsigned long long)session_counts.received,
+           (unsigned long long)relayed, (unsigned long long)dev.dups, dev.corrupt);
     printf("error=%s\nupload_error=%s\n", duet_err_name(session_result),
            duet_err_name(session_upload));
     return session_result == DUET_OK && session_upload == DUET_OK && !dev.corrupt ? 0 : 1;
@@ -244,7 +241,7 @@ typedef struct raw {
     uint64_t window;
     uint64_t target;
     uint64_t t0;
-    uint64_t *lat;        /* ping latencies, ns */
+    uint64_t *lat; /* ping latencies, ns */
     duet_err_t last_error;
     uint8_t errframe[2][64];
     size_t errlen[2];
@@ -562,7 +559,8 @@ static void rv_ready(duet_relay_rendezvous_t *r, void *ctx, uint16_t np)
     printf("nameplate=%u\n", (unsigned)np);
     fflush(stdout);
     if (rv_joiner) {
-        duet_err_t err = duet_relay_rendezvous_send(r, (const uint8_t *)"hello from the joiner", 21);
+        duet_err_t err =
+            duet_relay_rendezvous_send(r, (const uint8_t *)"hello from the joiner", 21);
         (void)err;
     }
 }
@@ -573,7 +571,8 @@ static void rv_message(duet_relay_rendezvous_t *r, void *ctx, const uint8_t *msg
     printf("message=%.*s\n", (int)len, (const char *)msg);
     fflush(stdout);
     if (!rv_joiner) {
-        duet_err_t err = duet_relay_rendezvous_send(r, (const uint8_t *)"hello from the listener", 23);
+        duet_err_t err =
+            duet_relay_rendezvous_send(r, (const uint8_t *)"hello from the listener", 23);
         (void)err;
         duet_relay_rendezvous_close(r);
     } else {
@@ -616,7 +615,8 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "upload") == 0 && argc == 7) {
         dev.n = strtoull(argv[4], NULL, 10);
         dev.size = strtoull(argv[5], NULL, 10);
-        if (dev.n == 0 || dev.n > MAXSEQ || dev.size == 0 || dev.size > 98304 || !dev_open(argv[6])) {
+        if (dev.n == 0 || dev.n > MAXSEQ || dev.size == 0 || dev.size > 98304 ||
+            !dev_open(argv[6])) {
             return usage();
         }
         status = run_session(strtoull(argv[3], NULL, 10), true);
@@ -625,9 +625,8 @@ int main(int argc, char **argv)
             return usage();
         }
         status = run_session(strtoull(argv[3], NULL, 10), false);
-    } else if (strcmp(cmd, "hello") == 0 || strcmp(cmd, "flood") == 0 ||
-               strcmp(cmd, "ping") == 0 || strcmp(cmd, "wrongcap") == 0 ||
-               (strcmp(cmd, "junk") == 0 && argc == 4)) {
+    } else if (strcmp(cmd, "hello") == 0 || strcmp(cmd, "flood") == 0 || strcmp(cmd, "ping") == 0 ||
+               strcmp(cmd, "wrongcap") == 0 || (strcmp(cmd, "junk") == 0 && argc == 4)) {
         raw_t r;
         int mode = cmd[0] == 'h'   ? M_HELLO
                    : cmd[0] == 'f' ? M_FLOOD
@@ -635,7 +634,8 @@ int main(int argc, char **argv)
                    : cmd[0] == 'j' ? M_JUNK
                                    : M_WRONG;
         junk_kind = mode == M_JUNK ? argv[3] : NULL;
-        uint64_t seed = mode == M_FLOOD || mode == M_WRONG ? strtoull(argc > 3 ? argv[3] : "1", NULL, 10) : 1;
+        uint64_t seed =
+            mode == M_FLOOD || mode == M_WRONG ? strtoull(argc > 3 ? argv[3] : "1", NULL, 10) : 1;
         duet_err_t err = raw_start(&r, mode, seed);
         if (err != DUET_OK) {
             printf("error=%s\n", duet_err_name(err));
@@ -652,8 +652,8 @@ int main(int argc, char **argv)
         uv_run(&loop, UV_RUN_DEFAULT);
         duet_err_t fin = raw_final_err(&r);
         printf("welcomed=%d\nok=%llu\nquota=%llu\nother=%llu\nerror=%s\n", r.welcomed,
-               (unsigned long long)r.ok, (unsigned long long)r.quota,
-               (unsigned long long)r.other, duet_err_name(fin));
+               (unsigned long long)r.ok, (unsigned long long)r.quota, (unsigned long long)r.other,
+               duet_err_name(fin));
         status = r.welcomed ? 0 : 1;
         if (mode == M_PING && r.answered > 1) {
             size_t n = r.answered - 1;
@@ -710,7 +710,8 @@ int main(int argc, char **argv)
                                                 .on_message = rv_message,
                                                 .on_closed = rv_closed,
                                                 .on_log = on_log};
-        duet_err_t err = duet_relay_rendezvous_start(&loop, url_text, np, rv_joiner, duet_sysrng(), &cb, &rv);
+        duet_err_t err =
+            duet_relay_rendezvous_start(&loop, url_text, np, rv_joiner, duet_sysrng(), &cb, &rv);
         if (err != DUET_OK) {
             printf("error=%s\n", duet_err_name(err));
             return 1;

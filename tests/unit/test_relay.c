@@ -70,10 +70,11 @@ static void check_dir(const json_t *v, const duet_relay_dir_t *d)
     static const struct {
         const char *name;
         size_t off;
-    } f[] = {{"wcap", offsetof(duet_relay_dir_t, wcap)},   {"rcap", offsetof(duet_relay_dir_t, rcap)},
-             {"okey", offsetof(duet_relay_dir_t, okey)},   {"skey", offsetof(duet_relay_dir_t, skey)},
-             {"whash", offsetof(duet_relay_dir_t, whash)}, {"rhash", offsetof(duet_relay_dir_t, rhash)},
-             {"mbox", offsetof(duet_relay_dir_t, mbox)}};
+    } f[] = {
+        {"wcap", offsetof(duet_relay_dir_t, wcap)},   {"rcap", offsetof(duet_relay_dir_t, rcap)},
+        {"okey", offsetof(duet_relay_dir_t, okey)},   {"skey", offsetof(duet_relay_dir_t, skey)},
+        {"whash", offsetof(duet_relay_dir_t, whash)}, {"rhash", offsetof(duet_relay_dir_t, rhash)},
+        {"mbox", offsetof(duet_relay_dir_t, mbox)}};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
         hexf(v, f[i].name, x, 32);
         if (memcmp(x, (const uint8_t *)d + f[i].off, 32) != 0) {
@@ -201,9 +202,9 @@ static void test_state_vectors(void **state)
     memcpy(ad, "duet relay state v1", 19);
     memcpy(ad + 19, a.out.mbox, 32);
     unsigned long long plen;
-    assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(
-                         plain, &plen, NULL, sealed + 24, sizeof sealed - 24, ad, sizeof ad,
-                         sealed, a.out.skey),
+    assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(plain, &plen, NULL, sealed + 24,
+                                                                sizeof sealed - 24, ad, sizeof ad,
+                                                                sealed, a.out.skey),
                      0);
     assert_int_equal(plen, DUET_RELAY_STATE_PLAIN);
     hexf(st, "plain", want, sizeof want);
@@ -647,9 +648,9 @@ static void put_ok(duet_relay_store_t *st, const uint8_t *mbox, uint8_t cls, uin
     memset(data, oidbyte, sizeof data);
     assert_true(len <= sizeof data);
     assert_int_equal(st->begin(st->ctx), DUET_OK);
-    assert_int_equal(st->put(st->ctx, mbox, cls, &oidbyte, 1, data, len, now, &lim_default, cursor,
-                             dup),
-                     DUET_OK);
+    assert_int_equal(
+        st->put(st->ctx, mbox, cls, &oidbyte, 1, data, len, now, &lim_default, cursor, dup),
+        DUET_OK);
     assert_int_equal(st->commit(st->ctx), DUET_OK);
 }
 
@@ -694,8 +695,7 @@ static void test_sqlite_basics(void **state)
     assert_int_equal(e[0].len, 100);
     assert_int_equal(e[2].cursor, 4);
     assert_int_equal(e[2].cls, DUET_RELAY_STATE);
-    assert_int_equal(st.list(st.ctx, m1, DUET_RELAY_ENVELOPE, 1, 1500, e, 1, &n, &more),
-                     DUET_OK);
+    assert_int_equal(st.list(st.ctx, m1, DUET_RELAY_ENVELOPE, 1, 1500, e, 1, &n, &more), DUET_OK);
     assert_int_equal(n, 1);
     assert_int_equal(e[0].cursor, 2);
     assert_false(more);
@@ -754,9 +754,9 @@ static void test_sqlite_basics(void **state)
     /* A batch rolled back leaves nothing. */
     assert_int_equal(st.begin(st.ctx), DUET_OK);
     oid = 'q';
-    assert_int_equal(st.put(st.ctx, m2, 1, &oid, 1, (const uint8_t *)"x", 1, 1000, &lim_default,
-                            &cur, &dup),
-                     DUET_OK);
+    assert_int_equal(
+        st.put(st.ctx, m2, 1, &oid, 1, (const uint8_t *)"x", 1, 1000, &lim_default, &cur, &dup),
+        DUET_OK);
     st.rollback(st.ctx);
     assert_int_equal(st.list(st.ctx, m2, 0, 0, 1500, e, 8, &n, &more), DUET_OK);
     assert_int_equal(n, 1);
@@ -827,9 +827,8 @@ static void test_sqlite_quota_ttl(void **state)
     memset(m4, 4, 32);
     assert_int_equal(st.begin(st.ctx), DUET_OK);
     for (int i = 0; i < 5; i++) {
-        assert_int_equal(st.put(st.ctx, m4, DUET_RELAY_STATE, &k, 1, data, 305, 0, &lim2, &cur,
-                                &dup),
-                         DUET_OK);
+        assert_int_equal(
+            st.put(st.ctx, m4, DUET_RELAY_STATE, &k, 1, data, 305, 0, &lim2, &cur, &dup), DUET_OK);
     }
     assert_int_equal(cur, 5);
     assert_int_equal(st.commit(st.ctx), DUET_OK);
@@ -870,8 +869,7 @@ static void test_sqlite_quota_ttl(void **state)
     assert_int_equal(st.np_allocate(st.ctx, 0, 0, 1000, rng, &np2), DUET_OK);
     assert_int_not_equal(np, np2);
     assert_int_equal(st.np_claim(st.ctx, np2, 1000), DUET_ENAMEPLATE); /* expired */
-    assert_int_equal(st.np_claim(st.ctx, 1234, 0) == DUET_OK && np != 1234 && np2 != 1234,
-                     false);
+    assert_int_equal(st.np_claim(st.ctx, 1234, 0) == DUET_OK && np != 1234 && np2 != 1234, false);
     st.np_release(st.ctx, np);
     assert_int_equal(st.np_claim(st.ctx, np, 10), DUET_ENAMEPLATE);
     /* A wanted nameplate: granted when free, refused while someone holds it. */
@@ -1222,8 +1220,8 @@ static duet_err_t fl_commit(void *ctx)
     return f->inner.commit(f->inner.ctx);
 }
 
-#define FWD(name, ...)                                                                            \
-    failing_t *f = ctx;                                                                           \
+#define FWD(name, ...)                                                                             \
+    failing_t *f = ctx;                                                                            \
     return f->inner.name(f->inner.ctx, __VA_ARGS__)
 static duet_err_t fl_begin(void *ctx)
 {
@@ -1284,9 +1282,9 @@ static void fl_np_release(void *ctx, uint16_t np)
 
 static duet_relay_store_t failing_store(failing_t *f)
 {
-    duet_relay_store_t s = {f,       fl_begin, fl_commit, fl_rollback,    fl_put,      fl_list,
-                            fl_get,  fl_del,   fl_expire, fl_stats,       fl_np_allocate,
-                            fl_np_claim, fl_np_release};
+    duet_relay_store_t s = {
+        f,      fl_begin,  fl_commit, fl_rollback,    fl_put,      fl_list,      fl_get,
+        fl_del, fl_expire, fl_stats,  fl_np_allocate, fl_np_claim, fl_np_release};
     return s;
 }
 
@@ -1473,8 +1471,7 @@ static void test_engine_rendezvous(void **state)
     free(buf);
 
     /* Messages cross, both ways, byte for byte. */
-    assert_int_equal(duet_relay_pair_pad(pad, (const uint8_t *)"P1 from the joiner", 18),
-                     DUET_OK);
+    assert_int_equal(duet_relay_pair_pad(pad, (const uint8_t *)"P1 from the joiner", 18), DUET_OK);
     duet_relay_enc_pmsg(&enc, 3, pad);
     request(&w, join, &enc, &f, &buf);
     assert_int_equal(f.type, DUET_RELAY_OK);
@@ -1529,11 +1526,11 @@ static void test_engine_rendezvous(void **state)
 
 /* One device's outbox and receive state, in memory. */
 typedef struct dev {
-    uint8_t *out[MAXN];      /* my envelopes by seq; NULL once acknowledged */
+    uint8_t *out[MAXN]; /* my envelopes by seq; NULL once acknowledged */
     size_t out_len[MAXN];
     bool relayed[MAXN];
     uint64_t out_last;
-    uint8_t have[MAXN];      /* partner envelopes stored (committed) */
+    uint8_t have[MAXN]; /* partner envelopes stored (committed) */
     uint8_t pending[MAXN];
     uint8_t got_bytes[MAXN]; /* first byte of each stored envelope, to check content */
     bool open;
@@ -1558,8 +1555,7 @@ static duet_err_t d_state(void *ctx, uint64_t *wm, uint64_t *above, size_t cap, 
     return DUET_OK;
 }
 
-static duet_err_t d_next(void *ctx, uint64_t after, uint64_t *seq, const uint8_t **env,
-                         size_t *len)
+static duet_err_t d_next(void *ctx, uint64_t after, uint64_t *seq, const uint8_t **env, size_t *len)
 {
     device_t *d = ctx;
     for (uint64_t s = after + 1; s <= d->out_last; s++) {
@@ -1637,8 +1633,7 @@ static void d_abort(void *ctx)
     d->open = false;
 }
 
-static duet_err_t d_acked(void *ctx, uint64_t wm, const uint64_t *above, size_t n,
-                          uint64_t *items)
+static duet_err_t d_acked(void *ctx, uint64_t wm, const uint64_t *above, size_t n, uint64_t *items)
 {
     device_t *d = ctx;
     *items = 0;
