@@ -18,6 +18,7 @@ int duet_cmd_sync(duet_cli_t *cli, int argc, char **argv);
 int duet_cmd_daemon(duet_cli_t *cli, int argc, char **argv);
 int duet_cmd_watch(duet_cli_t *cli, int argc, char **argv);
 int duet_cmd_voice(duet_cli_t *cli, int argc, char **argv);
+int duet_cmd_relay(duet_cli_t *cli, int argc, char **argv);
 
 /* Check-ins (cmd_checkin.c) and the signals around them (cmd_ritual.c). */
 int duet_cmd_checkin(duet_cli_t *cli, int argc, char **argv);

@@ -104,6 +104,17 @@ const duet_cmd_t duet_commands[] = {
      "changing it makes a new version that both accept again.\n"},
     {"milestone", duet_cmd_milestone, "TEXT",
      "Mark a step worth celebrating; it is shown in your history.", ""},
+    {"relay", duet_cmd_relay, "serve --listen HOST:PORT --data DIR [--config FILE] [options]",
+     "Run a relay: mailboxes and a pairing rendezvous that see only ciphertext.",
+     "Prints the relay's URL (duet://HOST:PORT/KEY), which clients pass as --relay URL; it\n"
+     "pins the relay's key, kept in DIR with the mailboxes. SIGINT or SIGTERM stops it.\n"
+     "options:\n"
+     "  --listen HOST:PORT      where to listen (numeric address; port 0: any free one)\n"
+     "  --data DIR              the relay's folder (made if absent): relay.key, relay.db\n"
+     "  --config FILE           settings, one 'name = value' per line\n"
+     "  --url-host HOST         the host name clients use, for the URL\n"
+     "  --SETTING VALUE         any setting, e.g. --mailbox-items 10000, --ttl-s 2592000,\n"
+     "                          --max-connections 4096 (docs/relay.md lists them all)\n"},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
