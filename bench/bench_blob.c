@@ -214,7 +214,28 @@ typedef struct result {
     double seconds;
     uint64_t sealed;
     long sync_kib, daemon_kib;
+    double sync_cpu, daemon_cpu; /* seconds of CPU (user + system) during the sync */
 } result_t;
+
+/* CPU seconds (user + system) a process has used so far, from /proc/PID/stat. */
+static double proc_cpu(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f) {
+        fclose(f);
+    }
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    unsigned long ut = 0, st = 0;
+    if (p == NULL ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2) {
+        return 0;
+    }
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
 
 /*
  * One run in fresh homes: `count` voice notes of `mib` MiB each, sealed on the sender
@@ -258,6 +279,7 @@ static int run_case(const char *dir, int tag, size_t mib, int count, bool a_send
         return -1;
     }
     char *sargs[] = {"sync", "--connect", listen, "--timeout", "600", NULL};
+    double d0 = proc_cpu(db);
     double t0 = bench_now();
     pid_t ps = spawn(ha, sargs, -1);
     int status;
@@ -266,6 +288,9 @@ static int run_case(const char *dir, int tag, size_t mib, int count, bool a_send
     out->seconds = bench_now() - t0;
     out->sync_kib = ru.ru_maxrss;
     out->daemon_kib = proc_kib(db, "VmHWM:");
+    out->daemon_cpu = proc_cpu(db) - d0;
+    out->sync_cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                    (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
     kill(db, SIGTERM);
     waitpid(db, NULL, 0);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
@@ -348,6 +373,16 @@ int main(int argc, char **argv)
         bench_report("blob", label, mibs / raw, "x");
         snprintf(label, sizeof label, "%s: ratio to the receiver floor", cases[c].name);
         bench_report("blob", label, mibs / floor, "x");
+        /* What the machine's other load cannot change: CPU per MiB of each side, and the
+         * throughput the busier side allows when each has a core of its own. */
+        double sealed_mib = (double)best.sealed / MIB;
+        snprintf(label, sizeof label, "%s: CPU, sync process", cases[c].name);
+        bench_report("blob", label, best.sync_cpu * 1e3 / sealed_mib, "ms/MiB");
+        snprintf(label, sizeof label, "%s: CPU, daemon", cases[c].name);
+        bench_report("blob", label, best.daemon_cpu * 1e3 / sealed_mib, "ms/MiB");
+        double busiest = best.sync_cpu > best.daemon_cpu ? best.sync_cpu : best.daemon_cpu;
+        snprintf(label, sizeof label, "%s: CPU-bound rate, a core each", cases[c].name);
+        bench_report("blob", label, busiest > 0 ? sealed_mib / busiest : 0, "MiB/s");
         snprintf(label, sizeof label, "%s: peak RSS, sync process", cases[c].name);
         bench_report("blob", label, (double)sync_kib / 1024.0, "MiB");
         snprintf(label, sizeof label, "%s: peak RSS, daemon", cases[c].name);
