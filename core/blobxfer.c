@@ -1,12 +1,8 @@
 /* see blobxfer.h */
 #include "blobxfer.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <unistd.h>
 
 #include <sodium.h>
 
@@ -18,10 +14,7 @@ _Static_assert(DUET_BLOBXFER_DATA_MAX <= DUET_BLOB_APPEND_MAX, "a DATA frame is 
 /* The partner's blob being fetched on this link. */
 typedef struct incoming {
     bool active;
-    duet_voice_blob_t row;
-    duet_blob_recv_t *recv;
-    int rx_fd;          /* the .rx counter file, flock'ed while this link receives the blob */
-    uint64_t rx;        /* its value: sealed bytes taken in, all links together */
+    duet_voice_rx_t rx; /* the blob taken up: its row, receiver and .rx counter (voice.h) */
     uint64_t total;     /* sealed size */
     uint32_t gen;       /* of the WANT in force */
     uint64_t asked;     /* the end of what that WANT and its MOREs ask for */
@@ -208,19 +201,16 @@ duet_blobxfer_t *duet_blobxfer_new(duet_store_t *st, const duet_blobxfer_callbac
     if (cb != NULL) {
         bx->cb = *cb;
     }
-    bx->in.rx_fd = -1;
+    bx->in.rx.fd = -1;
     duet_codec_enc_init(&bx->enc, DUET_BLOBXFER_FRAME_MAX);
     return bx;
 }
 
 static void in_drop(duet_blobxfer_t *bx)
 {
-    duet_blob_recv_free(bx->in.recv); /* the partial file stays for the next link */
-    if (bx->in.rx_fd >= 0) {
-        close(bx->in.rx_fd); /* and releases the lock */
-    }
+    duet_voice_rx_close(&bx->in.rx); /* the partial file stays for the next link */
     memset(&bx->in, 0, sizeof bx->in);
-    bx->in.rx_fd = -1;
+    bx->in.rx.fd = -1;
 }
 
 static void out_drop(duet_blobxfer_t *bx)
@@ -304,18 +294,6 @@ static uint64_t window_end(uint64_t next, uint64_t total)
     return end < total ? end : total;
 }
 
-/* The .rx counter: 8 bytes little-endian. Written before the bytes it counts are used, so
- * a crash can only make it larger than the truth. */
-static duet_err_t rx_write(incoming_t *in)
-{
-    uint8_t b[8];
-    uint64_t v = in->rx;
-    for (int i = 0; i < 8; i++) {
-        b[i] = (uint8_t)(v >> (8 * i));
-    }
-    return pwrite(in->rx_fd, b, sizeof b, 0) == (ssize_t)sizeof b ? DUET_OK : DUET_EIO;
-}
-
 /* A blob is complete on disk: commit its row (own transaction; no other is open now). */
 static duet_err_t commit_available(duet_blobxfer_t *bx, const duet_voice_blob_t *row,
                                    uint64_t fetched)
@@ -336,105 +314,25 @@ static duet_err_t commit_available(duet_blobxfer_t *bx, const duet_voice_blob_t 
     return DUET_OK;
 }
 
-/* Lock and read the .rx counter of a blob: DUET_EAGAIN when another link (this process or
- * another) is receiving it now. */
-static duet_err_t rx_open(duet_blobxfer_t *bx, const uint8_t id[DUET_BLOB_ID_BYTES])
-{
-    char path[DUET_VOICE_PATH_MAX];
-    duet_err_t err = duet_voice_path(bx->st, id, ".rx", path, sizeof path);
-    if (err != DUET_OK) {
-        return err;
-    }
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-        return errno == ENOSPC ? DUET_ENOSPC : DUET_EIO;
-    }
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        close(fd);
-        return errno == EWOULDBLOCK ? DUET_EAGAIN : DUET_EIO;
-    }
-    bx->in.rx_fd = fd;
-    bx->in.rx = duet_voice_rx_read(path);
-    return DUET_OK;
-}
-
 /*
- * Take up the wanted blob row: lock it, check what is on disk, and either find it complete
- * (*ready: a crash came between the last chunk and the commit) or get ready to ask for the
- * rest. DUET_EAGAIN (busy elsewhere) and DUET_ECORRUPT (no usable reference) leave the blob
- * for another link; anything else is a local failure.
+ * Take up the wanted blob row (voice.h duet_voice_rx_open: locked, its partial file checked)
+ * and either find it complete (*ready) or get ready to ask for the rest. DUET_EAGAIN (busy
+ * elsewhere) and DUET_ECORRUPT (no usable reference) leave the blob for another link;
+ * anything else is a local failure.
  */
 static duet_err_t in_open(duet_blobxfer_t *bx, const duet_voice_blob_t *row, bool *ready)
 {
-    char final[DUET_VOICE_PATH_MAX], part[DUET_VOICE_PATH_MAX];
-    uint64_t next = 0;
-    *ready = false;
-    duet_voice_t *v = sodium_malloc(sizeof *v); /* holds the key */
-    if (v == NULL) {
-        return DUET_ENOMEM;
+    duet_err_t err = duet_voice_rx_open(bx->st, row, &bx->in.rx, ready);
+    if (err != DUET_OK || *ready) {
+        return err;
     }
-    duet_err_t err = duet_voice_load(bx->st, row->item, v, NULL);
-    if (err == DUET_OK && sodium_memcmp(v->ref.id, row->id, DUET_BLOB_ID_BYTES) != 0) {
-        err = DUET_ECORRUPT;
-    }
-    if (err == DUET_ENOENT || err == DUET_EINVAL) {
-        err = DUET_ECORRUPT;
-    }
-    if (err == DUET_OK) {
-        err = duet_voice_mkdir(bx->st);
-    }
-    if (err == DUET_OK) {
-        err = duet_voice_path(bx->st, row->id, "", final, sizeof final);
-    }
-    if (err == DUET_OK) {
-        err = duet_voice_path(bx->st, row->id, ".part", part, sizeof part);
-    }
-    if (err == DUET_OK) {
-        err = rx_open(bx, row->id);
-    }
-    if (err != DUET_OK) {
-        goto cleanup;
-    }
-    bx->in.row = *row;
-    if (access(final, F_OK) == 0) {
-        if (duet_blob_verify(final, &v->ref) == DUET_OK) {
-            *ready = true;
-            goto cleanup;
-        }
-        /* Not the blob: check it chunk by chunk like any partial file. */
-        if (rename(final, part) != 0) {
-            err = DUET_EIO;
-            goto cleanup;
-        }
-    }
-    err = duet_blob_recv_open(&bx->in.recv, &v->ref, part, final, &next);
-    if (err == DUET_EINVAL) {
-        err = DUET_ECORRUPT; /* the partial path is not a regular file: leave it alone */
-    }
-    if (err != DUET_OK) {
-        goto cleanup;
-    }
-    if (duet_blob_recv_complete(bx->in.recv)) {
-        err = duet_blob_recv_finish(bx->in.recv);
-        if (err == DUET_OK) {
-            *ready = true;
-            goto cleanup;
-        }
-        if (err != DUET_EBLOB) {
-            goto cleanup;
-        }
-        next = 0; /* every chunk good, yet not this blob: finish emptied it, start over */
-        err = DUET_OK;
-    }
+    uint64_t next = duet_blob_recv_next_offset(bx->in.rx.recv);
     bx->in.active = true;
-    bx->in.total = duet_blob_recv_sealed_size(bx->in.recv);
+    bx->in.total = duet_blob_recv_sealed_size(bx->in.rx.recv);
     bx->in.gen = ++bx->last_gen;
     bx->in.asked = window_end(next, bx->in.total);
     bx->in.want_pending = true;
-cleanup:
-    duet_voice_dispose(v);
-    sodium_free(v);
-    return err;
+    return DUET_OK;
 }
 
 /* Take up wanted blobs until one needs the network (or none is left). */
@@ -458,7 +356,7 @@ static duet_err_t take_next(duet_blobxfer_t *bx)
             continue;
         }
         if (err == DUET_OK && ready) {
-            uint64_t fetched = bx->in.rx;
+            uint64_t fetched = bx->in.rx.count;
             in_drop(bx);
             err = commit_available(bx, &row, fetched);
             if (err != DUET_OK) {
@@ -470,7 +368,8 @@ static duet_err_t take_next(duet_blobxfer_t *bx)
             in_drop(bx);
             return err;
         }
-        progress(bx, true, row.item, duet_blob_recv_next_offset(bx->in.recv), bx->in.total, false);
+        progress(bx, true, row.item, duet_blob_recv_next_offset(bx->in.rx.recv), bx->in.total,
+                 false);
     }
     return DUET_OK;
 }
@@ -537,7 +436,7 @@ duet_err_t duet_blobxfer_flush(duet_blobxfer_t *bx)
 static void restart(duet_blobxfer_t *bx)
 {
     incoming_t *in = &bx->in;
-    uint64_t next = duet_blob_recv_next_offset(in->recv);
+    uint64_t next = duet_blob_recv_next_offset(in->rx.recv);
     in->gen = ++bx->last_gen;
     in->asked = window_end(next, in->total);
     in->want_pending = true;
@@ -555,24 +454,23 @@ static duet_err_t on_data(duet_blobxfer_t *bx, const duet_blobxfer_frame_t *fr)
 {
     incoming_t *in = &bx->in;
     bx->stats.bytes_in += fr->len;
-    if (!in->active || sodium_memcmp(fr->id, in->row.id, DUET_BLOB_ID_BYTES) != 0) {
+    if (!in->active || sodium_memcmp(fr->id, in->rx.row.id, DUET_BLOB_ID_BYTES) != 0) {
         return DUET_OK; /* a blob this link no longer receives */
     }
-    in->rx += fr->len;
-    duet_err_t err = rx_write(in);
+    duet_err_t err = duet_voice_rx_count(&in->rx, fr->len);
     if (err != DUET_OK) {
         return fail(bx, err);
     }
     if (fr->gen != in->gen) {
         return DUET_OK; /* sent for an earlier WANT */
     }
-    uint64_t next = duet_blob_recv_next_offset(in->recv);
+    uint64_t next = duet_blob_recv_next_offset(in->rx.recv);
     if (fr->offset > next) {
         bx->stats.restarts++; /* something before it went missing */
         restart(bx);
         return DUET_OK;
     }
-    err = duet_blob_recv_append(in->recv, fr->offset, fr->data, fr->len);
+    err = duet_blob_recv_append(in->rx.recv, fr->offset, fr->data, fr->len);
     if (err == DUET_EAUTH || err == DUET_EBLOB) {
         /* That chunk was dropped, the rest of the frame too; ask again from its start. */
         bx->stats.refetches++;
@@ -587,9 +485,9 @@ static duet_err_t on_data(duet_blobxfer_t *bx, const duet_blobxfer_frame_t *fr)
     if (err != DUET_OK) {
         return fail(bx, err); /* the disk */
     }
-    next = duet_blob_recv_next_offset(in->recv);
-    if (duet_blob_recv_complete(in->recv)) {
-        err = duet_blob_recv_finish(in->recv);
+    next = duet_blob_recv_next_offset(in->rx.recv);
+    if (duet_blob_recv_complete(in->rx.recv)) {
+        err = duet_blob_recv_finish(in->rx.recv);
         if (err == DUET_EBLOB) {
             give_up(bx); /* authenticated chunks, yet another blob: the sender's fault */
             bx->dirty = true;
@@ -599,9 +497,9 @@ static duet_err_t on_data(duet_blobxfer_t *bx, const duet_blobxfer_frame_t *fr)
             return fail(bx, err);
         }
         bx->finished = true;
-        bx->done_row = in->row;
-        bx->done_fetched = in->rx;
-        progress(bx, true, in->row.item, in->total, in->total, false);
+        bx->done_row = in->rx.row;
+        bx->done_fetched = in->rx.count;
+        progress(bx, true, in->rx.row.item, in->total, in->total, false);
         in_drop(bx);
         return DUET_OK;
     }
@@ -610,7 +508,7 @@ static duet_err_t on_data(duet_blobxfer_t *bx, const duet_blobxfer_frame_t *fr)
         in->asked = window_end(next, in->total);
         in->more_pending = true;
     }
-    progress(bx, true, in->row.item, next, in->total, false);
+    progress(bx, true, in->rx.row.item, next, in->total, false);
     return DUET_OK;
 }
 
@@ -618,7 +516,7 @@ static duet_err_t on_nothere(duet_blobxfer_t *bx, const duet_blobxfer_frame_t *f
 {
     incoming_t *in = &bx->in;
     if (in->active && fr->gen == in->gen &&
-        sodium_memcmp(fr->id, in->row.id, DUET_BLOB_ID_BYTES) == 0) {
+        sodium_memcmp(fr->id, in->rx.row.id, DUET_BLOB_ID_BYTES) == 0) {
         give_up(bx); /* perhaps another path (the relay) has it */
         bx->dirty = true;
     }
@@ -795,16 +693,16 @@ duet_err_t duet_blobxfer_next_control(duet_blobxfer_t *bx, const uint8_t **frame
     if (in->active && in->want_pending) {
         in->want_pending = false;
         in->more_pending = false; /* the WANT carries the window */
-        put_head(bx, 5, DUET_BLOBXFER_WANT, in->row.id, in->gen);
+        put_head(bx, 5, DUET_BLOBXFER_WANT, in->rx.row.id, in->gen);
         duet_codec_put_key(&bx->enc, 3);
-        duet_codec_put_uint(&bx->enc, duet_blob_recv_next_offset(in->recv));
+        duet_codec_put_uint(&bx->enc, duet_blob_recv_next_offset(in->rx.recv));
         duet_codec_put_key(&bx->enc, 4);
         duet_codec_put_uint(&bx->enc, in->asked);
         return finish(bx, frame, len);
     }
     if (in->active && in->more_pending) {
         in->more_pending = false;
-        put_head(bx, 4, DUET_BLOBXFER_MORE, in->row.id, in->gen);
+        put_head(bx, 4, DUET_BLOBXFER_MORE, in->rx.row.id, in->gen);
         duet_codec_put_key(&bx->enc, 3);
         duet_codec_put_uint(&bx->enc, in->asked);
         return finish(bx, frame, len);

@@ -122,7 +122,8 @@ static const char *const migrations[] = {
     "  state INTEGER NOT NULL CHECK (state IN (0, 1)),"
     "  size INTEGER NOT NULL,"
     "  item BLOB NOT NULL CHECK (length(item) = 16),"
-    "  fetched INTEGER NOT NULL DEFAULT 0);"
+    "  fetched INTEGER NOT NULL DEFAULT 0,"
+    "  relayed INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX blobs_wanted ON blobs (mine, state, n);",
 };
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -212,7 +213,7 @@ uint64_t duet_voice_rx_read(const char *rx_path)
 
 /* ---- the table ----------------------------------------------------------------------- */
 
-#define BLOB_COLS "n, id, item, mine, state, size, fetched"
+#define BLOB_COLS "n, id, item, mine, state, size, fetched, relayed"
 
 static duet_err_t from_row(sqlite3_stmt *s, duet_voice_blob_t *b)
 {
@@ -228,11 +229,14 @@ static duet_err_t from_row(sqlite3_stmt *s, duet_voice_blob_t *b)
     b->state = sqlite3_column_int(s, 4) == 1 ? DUET_VOICE_AVAILABLE : DUET_VOICE_PARTIAL;
     sqlite3_int64 size = sqlite3_column_int64(s, 5);
     sqlite3_int64 fetched = sqlite3_column_int64(s, 6);
-    if (size < 1 || size > (sqlite3_int64)DUET_BLOB_MAX || fetched < 0) {
+    sqlite3_int64 relayed = sqlite3_column_int64(s, 7);
+    if (size < 1 || size > (sqlite3_int64)DUET_BLOB_MAX || fetched < 0 || relayed < 0 ||
+        (uint64_t)relayed > duet_blob_chunk_count((uint64_t)size)) {
         return DUET_ECORRUPT;
     }
     b->size = (uint64_t)size;
     b->fetched = (uint64_t)fetched;
+    b->relayed = (uint64_t)relayed;
     return DUET_OK;
 }
 
@@ -661,4 +665,155 @@ duet_err_t duet_voice_save(duet_store_t *st, const uint8_t item_id[DUET_ITEM_ID_
     duet_voice_dispose(v);
     sodium_free(v);
     return err;
+}
+
+/* ---- taking up a partner blob for receiving ------------------------------------------ */
+
+/* Lock and read the .rx counter: DUET_EAGAIN when another link holds it. */
+static duet_err_t rx_lock(duet_store_t *st, const uint8_t id[DUET_BLOB_ID_BYTES],
+                          duet_voice_rx_t *rx)
+{
+    char path[DUET_VOICE_PATH_MAX];
+    duet_err_t err = duet_voice_path(st, id, ".rx", path, sizeof path);
+    if (err != DUET_OK) {
+        return err;
+    }
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        return errno_err(errno);
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        err = errno == EWOULDBLOCK ? DUET_EAGAIN : DUET_EIO;
+        close(fd);
+        return err;
+    }
+    rx->fd = fd;
+    rx->count = duet_voice_rx_read(path);
+    return DUET_OK;
+}
+
+duet_err_t duet_voice_rx_open(duet_store_t *st, const duet_voice_blob_t *row, duet_voice_rx_t *rx,
+                              bool *ready)
+{
+    char final[DUET_VOICE_PATH_MAX], part[DUET_VOICE_PATH_MAX];
+    uint64_t next = 0;
+    *ready = false;
+    memset(rx, 0, sizeof *rx);
+    rx->fd = -1;
+    duet_voice_t *v = sodium_malloc(sizeof *v); /* holds the key */
+    if (v == NULL) {
+        return DUET_ENOMEM;
+    }
+    duet_err_t err = duet_voice_load(st, row->item, v, NULL);
+    if (err == DUET_OK && sodium_memcmp(v->ref.id, row->id, DUET_BLOB_ID_BYTES) != 0) {
+        err = DUET_ECORRUPT;
+    }
+    if (err == DUET_ENOENT || err == DUET_EINVAL) {
+        err = DUET_ECORRUPT;
+    }
+    if (err == DUET_OK) {
+        err = duet_voice_mkdir(st);
+    }
+    if (err == DUET_OK) {
+        err = duet_voice_path(st, row->id, "", final, sizeof final);
+    }
+    if (err == DUET_OK) {
+        err = duet_voice_path(st, row->id, ".part", part, sizeof part);
+    }
+    if (err == DUET_OK) {
+        err = rx_lock(st, row->id, rx);
+    }
+    if (err != DUET_OK) {
+        goto cleanup;
+    }
+    rx->row = *row;
+    if (access(final, F_OK) == 0) {
+        if (duet_blob_verify(final, &v->ref) == DUET_OK) {
+            *ready = true;
+            goto cleanup;
+        }
+        /* Not the blob: check it chunk by chunk like any partial file. */
+        if (rename(final, part) != 0) {
+            err = errno_err(errno);
+            goto cleanup;
+        }
+    }
+    err = duet_blob_recv_open(&rx->recv, &v->ref, part, final, &next);
+    if (err == DUET_EINVAL) {
+        err = DUET_ECORRUPT; /* the partial path is not a regular file: leave it alone */
+    }
+    if (err == DUET_OK && duet_blob_recv_complete(rx->recv)) {
+        err = duet_blob_recv_finish(rx->recv);
+        if (err == DUET_OK) {
+            duet_blob_recv_free(rx->recv);
+            rx->recv = NULL;
+            *ready = true;
+        } else if (err == DUET_EBLOB) {
+            err = DUET_OK; /* every unit good, yet not this blob: finish emptied it */
+        }
+    }
+cleanup:
+    if (err != DUET_OK) {
+        duet_voice_rx_close(rx);
+    }
+    duet_voice_dispose(v);
+    sodium_free(v);
+    return err;
+}
+
+duet_err_t duet_voice_rx_count(duet_voice_rx_t *rx, uint64_t n)
+{
+    uint8_t b[8];
+    rx->count += n;
+    for (int i = 0; i < 8; i++) {
+        b[i] = (uint8_t)(rx->count >> (8 * i));
+    }
+    return pwrite(rx->fd, b, sizeof b, 0) == (ssize_t)sizeof b ? DUET_OK : DUET_EIO;
+}
+
+void duet_voice_rx_close(duet_voice_rx_t *rx)
+{
+    duet_blob_recv_free(rx->recv); /* the partial file stays */
+    if (rx->fd >= 0) {
+        close(rx->fd); /* and releases the lock */
+    }
+    memset(rx, 0, sizeof *rx);
+    rx->fd = -1;
+}
+
+/* ---- the relay path ------------------------------------------------------------------ */
+
+duet_err_t duet_voice_next_to_relay(duet_store_t *st, uint64_t after, duet_voice_blob_t *b)
+{
+    sqlite3_stmt *s;
+    memset(b, 0, sizeof *b);
+    /* A blob's unit count is ceil(size / 65536) (blob.h: one unit per chunk). */
+    duet_err_t err = duet_store_prepare(
+        st,
+        "SELECT b.n, b.id, b.item, b.mine, b.state, b.size, b.fetched, b.relayed FROM blobs b "
+        "JOIN items i ON i.id = b.item WHERE b.mine = 1 AND b.state = 1 AND b.n > ?1 AND "
+        "b.relayed < (b.size + 65535) / 65536 AND (b.relayed > 0 OR i.status = 0) "
+        "ORDER BY b.n LIMIT 1",
+        &s);
+    if (err != DUET_OK) {
+        return err;
+    }
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)after);
+    return one_row(st, s, b);
+}
+
+duet_err_t duet_voice_set_relayed(duet_store_t *st, const uint8_t id[DUET_BLOB_ID_BYTES],
+                                  uint64_t units)
+{
+    sqlite3_stmt *s;
+    duet_err_t err =
+        duet_store_prepare(st, "UPDATE blobs SET relayed = ?2 WHERE id = ?1 AND mine = 1", &s);
+    if (err != DUET_OK) {
+        return err;
+    }
+    sqlite3_bind_blob(s, 1, id, DUET_BLOB_ID_BYTES, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)units);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? DUET_OK : duet_store_rc(st, rc);
 }

@@ -13,6 +13,7 @@
  * partner's, its state (partial: wanted, not all here; available: complete, verified and
  * renamed to its final name), the plaintext size, the item that names it, and, for the
  * partner's blobs, how many sealed bytes this device has taken in for it (see "fetched").
+ * For my blobs, `relayed` counts the storage units the relay holds (core/blobrelay.h).
  * Keys are never stored outside the sealed item bodies: whoever needs a blob's key reads the
  * item (duet_voice_load).
  *
@@ -66,6 +67,7 @@ typedef struct duet_voice_blob {
     duet_voice_state_t state;
     uint64_t size;    /* plaintext bytes */
     uint64_t fetched; /* sealed bytes taken in (partner's, once available) */
+    uint64_t relayed; /* mine: storage units the relay holds, from the first */
 } duet_voice_blob_t;
 
 /* ---- the voice item body ------------------------------------------------------------- */
@@ -158,6 +160,48 @@ duet_err_t duet_voice_progress(duet_store_t *st, const duet_voice_blob_t *b, uin
 
 /* The .rx counter file: read it (0 when absent or damaged). */
 uint64_t duet_voice_rx_read(const char *rx_path);
+
+/* ---- taking up a partner blob for receiving (core/blobxfer.h, core/blobrelay.h) ------- */
+
+/* A partner blob being received by one link or path. */
+typedef struct duet_voice_rx {
+    duet_voice_blob_t row;
+    duet_blob_recv_t *recv; /* core/blob.h receiver on the .part file */
+    int fd;                 /* the .rx counter, locked (flock) while this rx lives */
+    uint64_t count;         /* its value */
+} duet_voice_rx_t;
+
+/*
+ * Take up the wanted blob row for receiving: lock its .rx counter (DUET_EAGAIN when another
+ * link, of this process or another, receives it now), load its reference from its item
+ * (DUET_ECORRUPT when that is not usable: leave the blob), and check what is on disk with
+ * duet_blob_recv_open (every stored unit is checked; a damaged one and those after it are
+ * cut off). *ready when it is complete already (a crash came between the last unit and the
+ * commit that makes it available): then rx->recv is NULL and only rx->count counts; commit
+ * with duet_voice_mark_available. On error *rx holds nothing.
+ */
+duet_err_t duet_voice_rx_open(duet_store_t *st, const duet_voice_blob_t *row, duet_voice_rx_t *rx,
+                              bool *ready) DUET_MUST_CHECK;
+
+/* Count n more sealed bytes taken in, durably against a crash of this process (pwrite, no
+ * fsync), before they are used. DUET_EIO if the counter cannot be written. */
+duet_err_t duet_voice_rx_count(duet_voice_rx_t *rx, uint64_t n) DUET_MUST_CHECK;
+
+/* Let the blob go (the partial file stays, the lock is released). Safe on a zeroed rx whose
+ * fd is -1, and twice. */
+void duet_voice_rx_close(duet_voice_rx_t *rx);
+
+/* ---- the relay path (core/blobrelay.h) ------------------------------------------------ */
+
+/* The first of my blobs with n > after that the relay should hold and does not hold whole
+ * yet: available, relayed < its unit count, and either its item is still queued (not
+ * acknowledged by the partner) or its upload has begun. DUET_ENOENT if none. */
+duet_err_t duet_voice_next_to_relay(duet_store_t *st, uint64_t after,
+                                    duet_voice_blob_t *b) DUET_MUST_CHECK;
+
+/* Record that the relay holds units [0, units) of my blob id. Caller's transaction. */
+duet_err_t duet_voice_set_relayed(duet_store_t *st, const uint8_t id[DUET_BLOB_ID_BYTES],
+                                  uint64_t units) DUET_MUST_CHECK;
 
 /* ---- saving -------------------------------------------------------------------------- */
 
