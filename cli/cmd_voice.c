@@ -606,6 +606,9 @@ static int voice_list(duet_cli_t *cli, int argc, char **argv)
              * what was sent twice (docs/protocol/blob.md, "Counting"). */
             duet_json_key(&cli->j, "fetched");
             duet_json_uint(&cli->j, rows[i].mine ? 0 : fetched);
+            /* Mine: storage units a relay holds (core/blobrelay.h). */
+            duet_json_key(&cli->j, "relayed");
+            duet_json_uint(&cli->j, rows[i].mine ? rows[i].relayed : 0);
             duet_json_end(&cli->j);
             duet_cli_emit(cli);
         } else {

@@ -415,6 +415,9 @@ duet_err_t duet_blobxfer_flush(duet_blobxfer_t *bx)
      * transfer): a blob finished or was given up, or new items may want blobs. */
     duet_err_t err = DUET_OK;
     bool look = bx->dirty;
+    if (bx->finished && !sqlite3_get_autocommit(duet_store_db(bx->st))) {
+        return DUET_OK; /* a transaction is open (a caller's misuse): commit at the next flush */
+    }
     if (bx->finished) {
         bx->finished = false;
         look = true;
