@@ -84,7 +84,7 @@ foreach(src IN LISTS DUET_INTEGRATION_TESTS)
 endforeach()
 
 # The shared acceptance scenarios, each joining when the issue that needs it has landed.
-set(DUET_ACCEPTANCE 01-local 02-pair-sync 04-voice-checkin 05-lan)
+set(DUET_ACCEPTANCE 01-local 02-pair-sync 03-relay 04-voice-checkin 05-lan)
 get_filename_component(DUET_SHARED ${CMAKE_SOURCE_DIR}/../shared ABSOLUTE)
 foreach(s IN LISTS DUET_ACCEPTANCE)
     if(EXISTS ${DUET_SHARED}/acceptance/${s}.sh)
