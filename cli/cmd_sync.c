@@ -22,6 +22,7 @@
 #include "outbox.h"
 #include "partner.h"
 #include "relay_client.h"
+#include "voiceway.h"
 #include "session.h"
 
 #define SYNC_DEFAULT_TIMEOUT_S 60u
@@ -36,6 +37,8 @@ typedef struct sync_run {
     duet_session_keys_t keys;
     duet_lan_t *lan;
     duet_relay_client_t *relay;
+    duet_voiceway_t *voiceway; /* voice blobs through the relay, after the envelopes */
+    const char *relay_url;
     duet_outbox_host_t rhost;
     bool rhost_live;
     duet_err_t upload_err;
@@ -69,6 +72,10 @@ static void finish(sync_run_t *r, duet_err_t err)
     if (r->relay != NULL) {
         duet_relay_client_stop(r->relay);
         r->relay = NULL;
+    }
+    if (r->voiceway != NULL) {
+        duet_voiceway_stop(r->voiceway);
+        r->voiceway = NULL;
     }
 }
 
@@ -154,6 +161,37 @@ static void close_walk(uv_handle_t *h, void *arg)
 
 /* ---- through a relay ---------------------------------------------------------------- */
 
+static void relay_log(void *ctx, const char *line)
+{
+    sync_run_t *r = ctx;
+    snprintf(r->log, sizeof r->log, "%s", line);
+}
+
+/* Voice blobs through the relay (net/voiceway.h), after the envelopes: the voice items of
+ * this cycle are known then. Done when the relay holds every blob to upload and every blob
+ * it has for us is here. */
+static void voice_progress(void *ctx, const duet_blobxfer_progress_t *p)
+{
+    sync_run_t *r = ctx;
+    duet_cli_progress(r->cli, &r->progress, p);
+}
+
+static void voice_done(duet_voiceway_t *w, void *ctx, duet_err_t err, duet_err_t upload_err,
+                       const duet_blobrelay_stats_t *stats)
+{
+    sync_run_t *r = ctx;
+    (void)w;
+    r->voiceway = NULL; /* over: it frees itself */
+    r->voice.blobs_in = stats->blobs_in;
+    r->voice.bytes_in = stats->bytes_in;
+    r->voice.bytes_out = stats->bytes_up;
+    if (r->upload_err == DUET_OK) {
+        r->upload_err = upload_err;
+    }
+    r->done = err == DUET_OK;
+    finish(r, err);
+}
+
 static void relay_done(duet_relay_client_t *c, void *ctx, duet_err_t err, duet_err_t upload_err,
                        const duet_relay_sync_counts_t *counts)
 {
@@ -163,14 +201,21 @@ static void relay_done(duet_relay_client_t *c, void *ctx, duet_err_t err, duet_e
     r->sent = counts->uploaded;
     r->received = counts->received;
     r->upload_err = upload_err;
+    if (err == DUET_OK && !r->finished) {
+        duet_relay_keys_t keys;
+        duet_voiceway_callbacks_t cb = {r, voice_progress, voice_done, relay_log};
+        err = duet_relay_client_keys(r->st, &keys);
+        if (err == DUET_OK) {
+            err = duet_voiceway_start(&r->loop, r->relay_url, r->st, &keys, r->cli->rng, &cb,
+                                      &r->voiceway);
+            duet_relay_keys_dispose(&keys);
+        }
+        if (err == DUET_OK) {
+            return;
+        }
+    }
     r->done = err == DUET_OK;
     finish(r, err);
-}
-
-static void relay_log(void *ctx, const char *line)
-{
-    sync_run_t *r = ctx;
-    snprintf(r->log, sizeof r->log, "%s", line);
 }
 
 static duet_err_t start_relay(sync_run_t *r, const char *url)
@@ -342,6 +387,7 @@ int duet_cmd_sync(duet_cli_t *cli, int argc, char **argv)
     if (lan) {
         err = start_lan(r);
     } else if (relay != NULL) {
+        r->relay_url = relay;
         err = start_relay(r, relay);
     } else {
         duet_session_callbacks_t cb = {r, NULL, s_event, s_done, s_close, s_log};
