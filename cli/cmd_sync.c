@@ -4,9 +4,10 @@
  *   sync --relay URL [--timeout SEC]           through a relay (see syncway.c)
  *   sync --lan [--timeout SEC]                 find the partner's daemon on the LAN
  * Exit 0 only when everything queued here was acknowledged (directly: by the partner; via
- * the relay: stored by the relay). Directly, voice notes move too, both ways, on the same
- * link (core/blobxfer.h): done means the partner has every voice note it wanted from here,
- * and every one wanted here has arrived; progress records (--json) or a bar on a terminal.
+ * the relay: stored by the relay). Voice notes move too, both ways: directly on the same
+ * link (core/blobxfer.h: done means the partner has every voice note it wanted from here,
+ * and every one wanted here has arrived), through a relay in a blob session after the
+ * envelopes (net/voiceway.h); progress records (--json) or a bar on a terminal.
  */
 #include <signal.h>
 #include <stdlib.h>
