@@ -448,7 +448,9 @@ int duet_cmd_sync(duet_cli_t *cli, int argc, char **argv)
     } else if (relay != NULL && err == DUET_ERELAYKEY) {
         rc = duet_cli_failf(cli, "sync", "the relay at that address does not have the key in "
                                          "its URL (wrong URL, or not a duet relay)");
-    } else if (err == DUET_OK && r->done && outbox == 0) {
+    } else if (err == DUET_OK && r->done) {
+        /* Done means the outbox was empty and acknowledged when the exchange ended; a note
+         * written at that very moment (outbox > 0 now) waits for the next sync. */
         rc = report(cli, r, outbox);
     } else {
         if (err == DUET_OK || err == DUET_ECLOSED) {

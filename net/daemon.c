@@ -22,6 +22,7 @@
 #include "outbox.h"
 #include "partner.h"
 #include "relay_client.h"
+#include "voiceway.h"
 #include "session.h"
 
 #define PENDING_MAX 8
@@ -51,6 +52,9 @@ struct duet_daemon {
     duet_relay_client_t *relay;  /* --relay: a standing subscription */
     duet_outbox_host_t rhost;
     bool rhost_live;
+    char relay_url[512];
+    duet_voiceway_t *voice;      /* a voice-blob session at the relay, when one runs */
+    bool voice_again;            /* more blob work appeared while it ran */
     uv_timer_t due;              /* the next check-in instance falling due */
     uv_prepare_t tick;           /* flushes the owner's buffered events each iteration */
     uint64_t due_after_ms;       /* reminder cursor: (time, instance) already announced */
@@ -456,6 +460,60 @@ static void relay_log(void *ctx, const char *line)
     logf_(ctx, "relay: %s", line);
 }
 
+/* Voice blobs through the relay: a short session on its own connection after each relay
+ * cycle (a voice item may have arrived, or one of mine may wait to go up). */
+static void voice_poke(duet_daemon_t *d);
+
+static void voice_done(duet_voiceway_t *w, void *ctx, duet_err_t err, duet_err_t upload_err,
+                       const duet_blobrelay_stats_t *st)
+{
+    duet_daemon_t *d = ctx;
+    (void)w;
+    d->voice = NULL;
+    if (st->blobs_in + st->blobs_up > 0) {
+        emit(d, "{\"event\":\"voice\",\"available\":%llu,\"uploaded\":%llu}",
+             (unsigned long long)st->blobs_in, (unsigned long long)st->blobs_up);
+    }
+    if (err != DUET_OK || upload_err != DUET_OK) {
+        logf_(d, "voice through the relay: %s",
+              duet_strerror(err != DUET_OK ? err : upload_err));
+    }
+    if (d->voice_again && !d->stopping && err == DUET_OK) {
+        d->voice_again = false;
+        voice_poke(d);
+    }
+}
+
+static void voice_poke(duet_daemon_t *d)
+{
+    if (d->stopping || d->relay_url[0] == 0) {
+        return;
+    }
+    if (d->voice != NULL) {
+        d->voice_again = true;
+        return;
+    }
+    duet_relay_keys_t keys;
+    if (duet_relay_client_keys(d->st, &keys) != DUET_OK) {
+        return;
+    }
+    duet_voiceway_callbacks_t cb = {d, NULL, voice_done, relay_log};
+    duet_err_t err = duet_voiceway_start(d->loop, d->relay_url, d->st, &keys,
+                                         duet_store_rng(d->st), &cb, &d->voice);
+    duet_relay_keys_dispose(&keys);
+    if (err != DUET_OK) {
+        d->voice = NULL;
+    }
+}
+
+static void relay_progress(duet_relay_client_t *c, void *ctx,
+                           const duet_relay_sync_counts_t *counts)
+{
+    (void)c;
+    (void)counts;
+    voice_poke(ctx);
+}
+
 static duet_err_t start_relay(duet_daemon_t *d, const char *url)
 {
     duet_relay_keys_t keys;
@@ -471,7 +529,8 @@ static duet_err_t start_relay(duet_daemon_t *d, const char *url)
     duet_relay_host_t host = duet_relay_outbox_host(&d->rhost);
     duet_rng_t rng = duet_store_rng(d->st);
     duet_relay_client_opts_t o = {d->loop, url, &host, &keys, rng, true};
-    duet_relay_client_callbacks_t cb = {d, NULL, relay_state, NULL, relay_log};
+    duet_relay_client_callbacks_t cb = {d, NULL, relay_state, relay_progress, relay_log};
+    snprintf(d->relay_url, sizeof d->relay_url, "%s", url);
     err = duet_relay_client_start(&o, &cb, &d->relay);
     duet_relay_keys_dispose(&keys);
     return err;
@@ -484,6 +543,7 @@ static void on_kick(void *ctx)
     duet_daemon_t *d = ctx;
     if (d->relay != NULL) {
         duet_relay_client_kick(d->relay);
+        voice_poke(d); /* a voice note may have been queued */
     }
     if (d->active.s != NULL) {
         duet_session_kick(d->active.s);
@@ -531,6 +591,10 @@ static void stop(duet_daemon_t *d)
     if (d->relay != NULL) {
         duet_relay_client_stop(d->relay);
         d->relay = NULL;
+    }
+    if (d->voice != NULL) {
+        duet_voiceway_stop(d->voice);
+        d->voice = NULL;
     }
 }
 

@@ -27,14 +27,31 @@ d b inbox >/dev/null
 wait_event "$W/da.log" '"read"' 10 >/dev/null 2>&1 || wait_event "$W/da.log" read 10 >/dev/null || fail "no read receipt back"
 ok "the read receipt came back through the relay"
 
+python3 - "$W/hum.wav" <<'PY'
+import math, struct, sys, wave
+w = wave.open(sys.argv[1], "wb"); w.setnchannels(1); w.setsampwidth(2); w.setframerate(16000)
+w.writeframes(b"".join(struct.pack("<h", int(5000 * math.sin(i / 9))) for i in range(48000)))
+w.close()
+PY
+vid=$(jget "$(d a voice "$W/hum.wav" --caption "for later")" 'o["id"]')
+for i in $(seq 1 150); do
+    av=$(d b inbox --peek | jlines '[x for x in L if x["id"] == sys.argv[2]][0]["voice"]["available"] if any(x["id"] == sys.argv[2] for x in L) else False' "$vid")
+    [[ $av == True ]] && break
+    sleep 0.1
+done
+[[ $av == True ]] || fail "the voice note's sound did not arrive through the relay"
+d b voice save "$vid" "$W/got.wav" >/dev/null || fail "voice save"
+cmp -s "$W/hum.wav" "$W/got.wav" || fail "voice bytes differ"
+ok "a voice note went through the relay between two daemons, byte-identical"
+
 kill -TERM "$DB"; wait "$DB" || true
 for i in 1 2 3; do d a note "while b is away $i" >/dev/null; done
 sleep 0.5
 start "$W/db2.log" d b daemon --no-lan --relay "$url"
 for i in $(seq 1 100); do
     n=$(d b inbox --peek | jlines 'sum(1 for x in L if x["from"] == "partner")')
-    [[ $n == 4 ]] && break
+    [[ $n == 5 ]] && break
     sleep 0.1
 done
-[[ $n == 4 ]] || fail "b caught up with $n of 4 notes"
+[[ $n == 5 ]] || fail "b caught up with $n of 5 items"
 ok "a daemon that was offline caught up from the relay"
