@@ -9,7 +9,7 @@ JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE   ?= cmake
 CTEST_ARGS ?=
 
-.PHONY: all deps build demo test bench asan fuzz soak install clean
+.PHONY: all deps build demo test bench asan fuzz soak install clean lint
 
 all: build
 
@@ -44,7 +44,8 @@ FUZZ_SECONDS ?= 30
 fuzz: deps
 	@CC=clang $(CMAKE) -S . -B $(BUILD)-fuzz -DCMAKE_BUILD_TYPE=Debug -DDUET_FUZZ=ON \
 	    -DDUET_BENCH=OFF >/dev/null
-	@$(CMAKE) --build $(BUILD)-fuzz -j $(JOBS)
+	@$(CMAKE) --build $(BUILD)-fuzz -j $(JOBS) --target \
+	    $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 	@bash tools/fuzz.sh $(BUILD)-fuzz $(FUZZ_SECONDS)
 
 # The sync simulation over many seeds (ctest runs a few thousand).
@@ -52,6 +53,11 @@ SOAK_SEEDS ?= 1000000
 SOAK_FIRST ?= 100000
 soak: build
 	@$(BUILD)/tests/test_sim --first $(SOAK_FIRST) --count $(SOAK_SEEDS)
+
+# clang-tidy with .clang-tidy over core/ net/ cli/, and the house rules of tools/checksrc.
+lint: build
+	@sh tools/checksrc
+	@clang-tidy -p $(BUILD) --quiet core/*.c net/*.c cli/*.c 2>/dev/null | grep -E 'warning|error' || true
 
 install: build
 	@$(CMAKE) --install $(BUILD) --prefix $(PREFIX)

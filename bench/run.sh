@@ -13,6 +13,7 @@ for b in "$build"/bench/bench_*; do
     case ${b##*/} in bench_store | bench_sync) continue ;; esac
     [[ -x $b ]] && run "$b" "$build/bin/duet"
 done
+bash bench/bench_lan.sh "$build" 20 | tee -a "$out" >/dev/null || true
 if [[ -x bench/peer_toxcore.sh ]]; then
     bash bench/peer_toxcore.sh "$build" | tee -a "$out" >/dev/null || true
 fi

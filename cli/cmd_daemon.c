@@ -95,9 +95,6 @@ int duet_cmd_daemon(duet_cli_t *cli, int argc, char **argv)
     if (idle_s != NULL && (rc = duet_cli_uint(cli, "--idle-timeout", idle_s, 1, 3600, &idle))) {
         return rc;
     }
-    if (relay != NULL) {
-        return duet_cli_failf(cli, "daemon", "--relay is not available in this build yet");
-    }
     duet_store_t *st;
     if ((rc = duet_cli_open(cli, &st)) != 0) {
         return rc;

@@ -181,7 +181,11 @@ int duet_cmd_inbox(duet_cli_t *cli, int argc, char **argv)
     duet_item_t *items = NULL;
     size_t n = 0;
     duet_err_t err = duet_items_list(st, (size_t)limit, &items, &n);
+    bool marked = false;
     if (err == DUET_OK && !peek) {
+        for (size_t i = 0; i < n; i++) {
+            marked |= !items[i].mine && items[i].status == DUET_STATUS_UNREAD;
+        }
         err = duet_inbox_mark_read(st, items, n, duet_cli_now_ms());
     }
     if (err != DUET_OK) {
@@ -191,6 +195,9 @@ int duet_cmd_inbox(duet_cli_t *cli, int argc, char **argv)
     }
     char partner[DUET_NAME_MAX + 1];
     duet_cli_ritual_banner(cli, st, partner, sizeof partner); /* a pause, first of all */
+    if (marked) {
+        duet_control_kick(cli->home); /* the read receipt goes out now if a daemon runs */
+    }
     duet_store_close(st);
     if (n == 0 && !cli->json) {
         printf("nothing here yet\n");

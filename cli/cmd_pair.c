@@ -222,6 +222,11 @@ static const char *pair_what(duet_err_t err)
         return "the partner went away before pairing finished; nobody was paired";
     case DUET_ECANCELED:
         return "stopped; nobody was paired";
+    case DUET_ENAMEPLATE:
+        return "that code's nameplate is taken or has expired at the relay; run 'duet pair' "
+               "again for a new code";
+    case DUET_ERELAYKEY:
+        return "the relay at that address does not have the key in its URL";
     default:
         return NULL;
     }

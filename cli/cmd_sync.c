@@ -19,6 +19,7 @@
 #include "identity.h"
 #include "outbox.h"
 #include "partner.h"
+#include "relay_client.h"
 #include "session.h"
 
 #define SYNC_DEFAULT_TIMEOUT_S 60u
@@ -32,6 +33,10 @@ typedef struct sync_run {
     duet_session_t *session;
     duet_session_keys_t keys;
     duet_lan_t *lan;
+    duet_relay_client_t *relay;
+    duet_outbox_host_t rhost;
+    bool rhost_live;
+    duet_err_t upload_err;
     bool done;
     bool finished;
     duet_err_t result;
@@ -56,6 +61,10 @@ static void finish(sync_run_t *r, duet_err_t err)
     if (r->lan != NULL) {
         duet_lan_stop(r->lan);
         r->lan = NULL;
+    }
+    if (r->relay != NULL) {
+        duet_relay_client_stop(r->relay);
+        r->relay = NULL;
     }
 }
 
@@ -127,6 +136,46 @@ static void close_walk(uv_handle_t *h, void *arg)
     if (!uv_is_closing(h)) {
         uv_close(h, NULL);
     }
+}
+
+/* ---- through a relay ---------------------------------------------------------------- */
+
+static void relay_done(duet_relay_client_t *c, void *ctx, duet_err_t err, duet_err_t upload_err,
+                       const duet_relay_sync_counts_t *counts)
+{
+    sync_run_t *r = ctx;
+    (void)c;
+    r->relay = NULL; /* over: it frees itself */
+    r->sent = counts->uploaded;
+    r->received = counts->received;
+    r->upload_err = upload_err;
+    r->done = err == DUET_OK;
+    finish(r, err);
+}
+
+static void relay_log(void *ctx, const char *line)
+{
+    sync_run_t *r = ctx;
+    snprintf(r->log, sizeof r->log, "%s", line);
+}
+
+static duet_err_t start_relay(sync_run_t *r, const char *url)
+{
+    duet_relay_keys_t keys;
+    duet_err_t err = duet_outbox_host_init(&r->rhost, r->st, duet_wallclock_ms, NULL, NULL, NULL);
+    if (err != DUET_OK) {
+        return err;
+    }
+    r->rhost_live = true;
+    if ((err = duet_relay_client_keys(r->st, &keys)) != DUET_OK) {
+        return err;
+    }
+    duet_relay_host_t host = duet_relay_outbox_host(&r->rhost);
+    duet_relay_client_opts_t o = {&r->loop, url, &host, &keys, r->cli->rng, false};
+    duet_relay_client_callbacks_t cb = {r, relay_done, NULL, NULL, relay_log};
+    err = duet_relay_client_start(&o, &cb, &r->relay);
+    duet_relay_keys_dispose(&keys);
+    return err;
 }
 
 /* The partner's beacon: connect there, stop looking. */
@@ -227,9 +276,6 @@ int duet_cmd_sync(duet_cli_t *cli, int argc, char **argv)
         return duet_cli_usage(cli, "say how to reach the partner: --connect HOST:PORT, "
                                    "--relay URL or --lan");
     }
-    if (relay != NULL) {
-        return duet_cli_failf(cli, "sync", "--relay is not available in this build yet");
-    }
     struct sockaddr_storage ss;
     if (connect != NULL && duet_addr_parse(connect, &ss) != DUET_OK) {
         return duet_cli_usage(cli, "--connect: '%s' is not HOST:PORT (numeric address)",
@@ -272,6 +318,8 @@ int duet_cmd_sync(duet_cli_t *cli, int argc, char **argv)
     uv_signal_start(&r->sigterm, on_signal, SIGTERM);
     if (lan) {
         err = start_lan(r);
+    } else if (relay != NULL) {
+        err = start_relay(r, relay);
     } else {
         duet_session_callbacks_t cb = {r, NULL, s_event, s_done, s_close, s_log};
         err = duet_session_connect(&r->loop, r->st, (struct sockaddr *)&ss, &r->keys, NULL, &cb,
@@ -285,6 +333,9 @@ int duet_cmd_sync(duet_cli_t *cli, int argc, char **argv)
     uv_run(&r->loop, UV_RUN_DEFAULT);
     (void)uv_loop_close(&r->loop);
     sodium_memzero(&r->keys, sizeof r->keys);
+    if (r->rhost_live) {
+        duet_outbox_host_dispose(&r->rhost);
+    }
 
     uint64_t outbox = 0;
     duet_err_t cerr = duet_outbox_count(r->st, &outbox);
@@ -295,6 +346,12 @@ int duet_cmd_sync(duet_cli_t *cli, int argc, char **argv)
             if (connect != NULL) {
                 cerr = cerr == DUET_OK ? duet_partner_set_addr(r->st, connect) : cerr;
             }
+            if (relay != NULL) {
+                cerr = cerr == DUET_OK ? duet_store_meta_set(r->st, "relay_url",
+                                                             (const uint8_t *)relay,
+                                                             strlen(relay))
+                                       : cerr;
+            }
             cerr = cerr == DUET_OK ? duet_store_commit(r->st) : cerr;
             if (cerr != DUET_OK) {
                 duet_store_rollback(r->st);
@@ -302,7 +359,22 @@ int duet_cmd_sync(duet_cli_t *cli, int argc, char **argv)
         }
     }
     duet_store_close(r->st);
-    if (err == DUET_OK && r->done && outbox == 0) {
+    if (relay != NULL && err == DUET_OK && r->done) {
+        /* Through a relay, done means the relay durably holds everything queued here; the
+         * partner's acknowledgements come back later through the relay. */
+        if (r->upload_err == DUET_OK) {
+            rc = report(cli, r, outbox);
+        } else if (r->upload_err == DUET_EQUOTA) {
+            rc = duet_cli_failf(cli, "sync", "the relay is full for this couple (quota); the "
+                                             "rest stays here and goes at the next sync");
+        } else {
+            rc = duet_cli_failf(cli, "sync", "the relay did not store everything: %s",
+                                duet_strerror(r->upload_err));
+        }
+    } else if (relay != NULL && err == DUET_ERELAYKEY) {
+        rc = duet_cli_failf(cli, "sync", "the relay at that address does not have the key in "
+                                         "its URL (wrong URL, or not a duet relay)");
+    } else if (err == DUET_OK && r->done && outbox == 0) {
         rc = report(cli, r, outbox);
     } else {
         if (err == DUET_OK || err == DUET_ECLOSED) {

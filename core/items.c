@@ -159,6 +159,14 @@ duet_err_t duet_items_put_partner(duet_store_t *st, const uint8_t id[static DUET
     return duet_items_clock_recv(st, hlc, now_ms);
 }
 
+duet_err_t duet_items_put_partner_noclock(duet_store_t *st,
+                                          const uint8_t id[static DUET_ITEM_ID_BYTES],
+                                          uint32_t kind, uint64_t hlc, const uint8_t *body,
+                                          size_t len)
+{
+    return insert(st, id, kind, false, hlc, DUET_STATUS_UNREAD, body, len);
+}
+
 void duet_item_clear(duet_item_t *it)
 {
     if (it->body != NULL) {

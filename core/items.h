@@ -89,6 +89,13 @@ duet_err_t duet_items_put_partner(duet_store_t *st, const uint8_t id[static DUET
                                   uint32_t kind, uint64_t hlc, const uint8_t *body, size_t len,
                                   uint64_t now_ms) DUET_MUST_CHECK;
 
+/* The same without touching the local clock: for a batch of received items, whose caller
+ * merges the largest timestamp into the clock once (duet_items_clock_recv) at its end. */
+duet_err_t duet_items_put_partner_noclock(duet_store_t *st,
+                                          const uint8_t id[static DUET_ITEM_ID_BYTES],
+                                          uint32_t kind, uint64_t hlc, const uint8_t *body,
+                                          size_t len) DUET_MUST_CHECK;
+
 /* Read one item with its body. DUET_ENOENT if absent. */
 duet_err_t duet_items_get(duet_store_t *st, const uint8_t id[static DUET_ITEM_ID_BYTES],
                           duet_item_t *out) DUET_MUST_CHECK;

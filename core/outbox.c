@@ -536,9 +536,11 @@ duet_err_t duet_outbox_recv_state(duet_outbox_host_t *h, uint64_t *wm, uint64_t 
                                   size_t cap, size_t *n)
 {
     sqlite3_stmt *s;
+    duet_err_t err = DUET_OK;
     *n = 0;
-    duet_err_t err = duet_store_meta_get_u64(h->st, "in_wm", 0, wm);
-    if (err != DUET_OK) {
+    if (h->batch_open) {
+        *wm = h->wm; /* not yet in meta: written at the commit */
+    } else if ((err = duet_store_meta_get_u64(h->st, "in_wm", 0, wm)) != DUET_OK) {
         return err;
     }
     err = duet_store_prepare(h->st, "SELECT seq FROM inbound ORDER BY seq LIMIT ?1", &s);
@@ -715,10 +717,27 @@ duet_err_t duet_outbox_recv_begin(duet_outbox_host_t *h)
         return err;
     }
     err = ratchet_load(h->st, &h->ratchet);
+    if (err == DUET_OK) {
+        err = duet_store_meta_get_u64(h->st, "in_wm", 0, &h->wm);
+    }
+    if (err == DUET_OK) {
+        sqlite3_stmt *s;
+        err = duet_store_prepare(h->st, "SELECT count(*) FROM inbound", &s);
+        if (err == DUET_OK) {
+            int rc = sqlite3_step(s);
+            h->inbound_rows = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(s, 0) : 0;
+            err = rc == SQLITE_ROW ? DUET_OK : duet_store_rc(h->st, rc);
+            sqlite3_reset(s);
+        }
+    }
     if (err != DUET_OK) {
+        duet_ratchet_free(h->ratchet);
+        h->ratchet = NULL;
         duet_store_rollback(h->st);
         return err;
     }
+    h->max_hlc = 0;
+    h->wm_dirty = false;
     h->batch_open = true;
     h->npending = 0;
     return DUET_OK;
@@ -742,6 +761,12 @@ duet_err_t duet_outbox_recv_commit(duet_outbox_host_t *h)
         abort();
     }
     duet_err_t err = ratchet_save(h->st, h->ratchet);
+    if (err == DUET_OK && h->wm_dirty) {
+        err = duet_store_meta_set_u64(h->st, "in_wm", h->wm);
+    }
+    if (err == DUET_OK && h->max_hlc != 0) {
+        err = duet_items_clock_recv(h->st, h->max_hlc, h->now_ms ? h->now_ms(h->clock_ctx) : 0);
+    }
     if (err == DUET_OK) {
         err = duet_store_commit(h->st);
     }
@@ -768,8 +793,8 @@ static duet_err_t seq_known(duet_outbox_host_t *h, uint64_t seq, uint64_t wm, bo
 {
     sqlite3_stmt *s;
     *known = seq <= wm;
-    if (*known) {
-        return DUET_OK;
+    if (*known || h->inbound_rows == 0) {
+        return DUET_OK; /* nothing above the watermark: no need to look */
     }
     duet_err_t err = duet_store_prepare(h->st, "SELECT 1 FROM inbound WHERE seq = ?1", &s);
     if (err != DUET_OK) {
@@ -785,27 +810,34 @@ static duet_err_t seq_known(duet_outbox_host_t *h, uint64_t seq, uint64_t wm, bo
     return DUET_OK;
 }
 
-/* Record seq as received and move the watermark over what is now contiguous. */
+/* Record seq as received and move the watermark over what is now contiguous (in memory;
+ * written at the commit). */
 static duet_err_t mark_received(duet_outbox_host_t *h, uint64_t seq, uint64_t wm)
 {
     sqlite3_stmt *s;
     duet_err_t err;
     int rc;
-    if (seq != wm + 1) {
+    (void)wm;
+    if (seq != h->wm + 1) {
         if ((err = duet_store_prepare(h->st, "INSERT INTO inbound (seq) VALUES (?1)", &s))) {
             return err;
         }
         sqlite3_bind_int64(s, 1, (sqlite3_int64)seq);
         rc = sqlite3_step(s);
         sqlite3_reset(s);
-        return rc == SQLITE_DONE ? DUET_OK : duet_store_rc(h->st, rc);
+        if (rc != SQLITE_DONE) {
+            return duet_store_rc(h->st, rc);
+        }
+        h->inbound_rows++;
+        return DUET_OK;
     }
-    wm = seq;
-    for (;;) {
+    h->wm = seq;
+    h->wm_dirty = true;
+    while (h->inbound_rows > 0) {
         if ((err = duet_store_prepare(h->st, "DELETE FROM inbound WHERE seq = ?1", &s))) {
             return err;
         }
-        sqlite3_bind_int64(s, 1, (sqlite3_int64)(wm + 1));
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)(h->wm + 1));
         rc = sqlite3_step(s);
         sqlite3_reset(s);
         if (rc != SQLITE_DONE) {
@@ -814,9 +846,10 @@ static duet_err_t mark_received(duet_outbox_host_t *h, uint64_t seq, uint64_t wm
         if (sqlite3_changes(duet_store_db(h->st)) == 0) {
             break;
         }
-        wm++;
+        h->wm++;
+        h->inbound_rows--;
     }
-    return duet_store_meta_set_u64(h->st, "in_wm", wm);
+    return DUET_OK;
 }
 
 /* A read receipt from the partner: my items it names are now read. */
@@ -861,10 +894,8 @@ duet_err_t duet_outbox_recv_put(duet_outbox_host_t *h, uint64_t seq, const uint8
     if (!h->batch_open) {
         abort();
     }
-    duet_err_t err = duet_store_meta_get_u64(h->st, "in_wm", 0, &wm);
-    if (err != DUET_OK) {
-        return err;
-    }
+    duet_err_t err;
+    wm = h->wm;
     /* Dedup before decrypt, and refuse what is too far ahead to track. */
     if ((err = seq_known(h, seq, wm, &known)) != DUET_OK) {
         return err;
@@ -900,8 +931,10 @@ duet_err_t duet_outbox_recv_put(duet_outbox_host_t *h, uint64_t seq, const uint8
         seq = w.seq;
     }
     if (DUET_KIND_VISIBLE(w.kind)) {
-        uint64_t now = h->now_ms ? h->now_ms(h->clock_ctx) : 0;
-        err = duet_items_put_partner(h->st, w.id, w.kind, w.hlc, w.body, w.body_len, now);
+        err = duet_items_put_partner_noclock(h->st, w.id, w.kind, w.hlc, w.body, w.body_len);
+        if (w.hlc > h->max_hlc) {
+            h->max_hlc = w.hlc; /* merged into the clock once, at the commit */
+        }
         if (err == DUET_EEXIST) {
             err = DUET_OK; /* the same item under another number: keep one */
         } else if (err == DUET_OK) {

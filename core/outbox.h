@@ -97,6 +97,12 @@ typedef struct duet_outbox_host {
     uint64_t pre_from; /* the `after` the read-ahead was made for */
     uint8_t *prebuf;
     bool batch_open;
+    /* The receive state while a batch is open, kept here and written once at its commit:
+     * the watermark, how many rows the inbound table holds, the largest timestamp seen. */
+    uint64_t wm;
+    uint64_t inbound_rows;
+    uint64_t max_hlc;
+    bool wm_dirty;
     struct duet_outbox_pending *pending; /* events held until the commit */
     size_t npending, cap_pending;
 } duet_outbox_host_t;

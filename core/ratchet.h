@@ -10,8 +10,8 @@
  *                   || body ciphertext (plaintext length) || body tag (16)
  *   header   = DHs public key (32) || PN (u32 BE) || N (u32 BE), sealed with
  *              XChaCha20-Poly1305 under the header key HKs and a random nonce
- *   body     = XChaCha20-Poly1305 under key || nonce = HKDF-SHA-256(salt = 32 zero bytes,
- *              ikm = message key, info = "duet ratchet msg v1", 56),
+ *   body     = XChaCha20-Poly1305 under the message key itself, nonce = 24 zero bytes
+ *              (each message key seals exactly one body),
  *              AD = caller AD || the 80 header bytes
  *   KDF_RK_HE(rk, dh) = HKDF-SHA-256(salt = rk, ikm = dh, info = "duet ratchet rk v1", 96)
  *              = root key || chain key || next header key
@@ -186,10 +186,10 @@ void duet_ratchet_kdf_ck(const uint8_t ck[static 32], uint8_t next_ck[static 32]
                          uint8_t mk[static 32]);
 
 /*
- * The message-key expansion with a chosen label: out[0..out_len) = HKDF-SHA-256(salt = 32
- * zero bytes, ikm = mk, info). duet's ENCRYPT uses info "duet ratchet msg v1" and 56 bytes
- * (key 32 || nonce 24); Signal's uses "WhisperMessageKeys" and 80. DUET_ERANGE when
- * out_len > 255 * 32.
+ * A message-key expansion with a chosen label: out[0..out_len) = HKDF-SHA-256(salt = 32
+ * zero bytes, ikm = mk, info). duet's ENCRYPT uses none (the message key is the body key);
+ * this stays so that Signal's KDF chain can be checked with Signal's own label and length
+ * ("WhisperMessageKeys", 80). DUET_ERANGE when out_len > 255 * 32.
  */
 duet_err_t duet_ratchet_kdf_mk(const uint8_t mk[static 32], const uint8_t *info,
                                size_t info_len, uint8_t *out, size_t out_len) DUET_MUST_CHECK;

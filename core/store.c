@@ -14,7 +14,7 @@
 #define KEYFILE_NAME "store.key"
 #define DB_NAME "duet.db"
 #define PATH_MAX_LEN 4096
-#define STMT_CACHE 96
+#define STMT_CACHE 256
 
 /* Key file: magic (8) || mode (1) || mode 0: key (32)
  *                                  || mode 1: opslimit u64 BE || memlimit u64 BE ||

@@ -21,6 +21,7 @@
 #include "link.h"
 #include "outbox.h"
 #include "partner.h"
+#include "relay_client.h"
 #include "session.h"
 
 #define PENDING_MAX 8
@@ -47,6 +48,9 @@ struct duet_daemon {
     bool connecting;
     duet_control_t *ctl;
     duet_lan_t *lan;
+    duet_relay_client_t *relay;  /* --relay: a standing subscription */
+    duet_outbox_host_t rhost;
+    bool rhost_live;
     uv_timer_t due;              /* the next check-in instance falling due */
     uv_prepare_t tick;           /* flushes the owner's buffered events each iteration */
     uint64_t due_after_ms;       /* reminder cursor: (time, instance) already announced */
@@ -428,11 +432,59 @@ static void schedule_reconnect(duet_daemon_t *d, bool soon)
     uv_timer_start(&d->reconnect, on_reconnect, wait, 0);
 }
 
+/* ---- the relay -------------------------------------------------------------------------- */
+
+static void relay_event(void *ctx, duet_outbox_event_t ev, const uint8_t id[DUET_ITEM_ID_BYTES],
+                        uint32_t kind)
+{
+    s_event(NULL, ctx, ev, id, kind);
+}
+
+static void relay_state(duet_relay_client_t *c, void *ctx, bool connected, duet_err_t err)
+{
+    duet_daemon_t *d = ctx;
+    (void)c;
+    if (connected) {
+        emit(d, "{\"event\":\"relay_online\"}");
+    } else {
+        emit(d, "{\"event\":\"relay_offline\",\"reason\":\"%s\"}", reason(err));
+    }
+}
+
+static void relay_log(void *ctx, const char *line)
+{
+    logf_(ctx, "relay: %s", line);
+}
+
+static duet_err_t start_relay(duet_daemon_t *d, const char *url)
+{
+    duet_relay_keys_t keys;
+    duet_err_t err = duet_outbox_host_init(&d->rhost, d->st, duet_wallclock_ms, NULL,
+                                           relay_event, d);
+    if (err != DUET_OK) {
+        return err;
+    }
+    d->rhost_live = true;
+    if ((err = duet_relay_client_keys(d->st, &keys)) != DUET_OK) {
+        return err;
+    }
+    duet_relay_host_t host = duet_relay_outbox_host(&d->rhost);
+    duet_rng_t rng = duet_store_rng(d->st);
+    duet_relay_client_opts_t o = {d->loop, url, &host, &keys, rng, true};
+    duet_relay_client_callbacks_t cb = {d, NULL, relay_state, NULL, relay_log};
+    err = duet_relay_client_start(&o, &cb, &d->relay);
+    duet_relay_keys_dispose(&keys);
+    return err;
+}
+
 /* ---- control -------------------------------------------------------------------------- */
 
 static void on_kick(void *ctx)
 {
     duet_daemon_t *d = ctx;
+    if (d->relay != NULL) {
+        duet_relay_client_kick(d->relay);
+    }
     if (d->active.s != NULL) {
         duet_session_kick(d->active.s);
     } else if (!d->connecting) {
@@ -475,6 +527,10 @@ static void stop(duet_daemon_t *d)
     if (d->lan != NULL) {
         duet_lan_stop(d->lan);
         d->lan = NULL;
+    }
+    if (d->relay != NULL) {
+        duet_relay_client_stop(d->relay);
+        d->relay = NULL;
     }
 }
 
@@ -658,12 +714,19 @@ duet_err_t duet_daemon_run(uv_loop_t *loop, duet_store_t *st, const duet_daemon_
                   duet_strerror(err));
         }
     }
+    if (opts->relay != NULL && (err = start_relay(d, opts->relay)) != DUET_OK) {
+        logf_(d, "cannot use the relay %s: %s", opts->relay, duet_strerror(err));
+        err = DUET_OK;
+    }
     try_connect(d);
     schedule_due(d);
     uv_run(loop, UV_RUN_DEFAULT);
     emit(d, "{\"event\":\"stopped\"}");
     if (d->o.on_tick != NULL) {
         d->o.on_tick(d->o.ctx);
+    }
+    if (d->rhost_live) {
+        duet_outbox_host_dispose(&d->rhost);
     }
     sodium_memzero(&d->keys, sizeof d->keys);
     free(d);

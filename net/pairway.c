@@ -10,6 +10,7 @@
 
 #include "discovery.h"
 #include "link.h"
+#include "relay_client.h"
 
 struct duet_pairway {
     duet_pairway_spec_t spec;
@@ -18,6 +19,7 @@ struct duet_pairway {
     bool server_live;
     duet_link_t *link;
     duet_lan_t *lan;
+    duet_relay_rendezvous_t *rv;
     bool closing;
     char addr[DUET_ADDR_STRLEN];
 };
@@ -105,6 +107,48 @@ static void on_connection(uv_stream_t *server, int status)
     w->link = l;
 }
 
+/* ---- the relay's rendezvous ----------------------------------------------------------- */
+
+static void rv_ready(duet_relay_rendezvous_t *r, void *ctx, uint16_t nameplate)
+{
+    duet_pairway_t *w = ctx;
+    (void)r, (void)nameplate;
+    if (w->closing) {
+        return;
+    }
+    if (w->spec.joiner) {
+        if (w->cb.on_open != NULL) {
+            w->cb.on_open(w, w->cb.ctx);
+        }
+    } else if (w->cb.on_code != NULL) {
+        w->cb.on_code(w, w->cb.ctx, NULL);
+    }
+}
+
+static void rv_message(duet_relay_rendezvous_t *r, void *ctx, const uint8_t *msg, size_t len)
+{
+    duet_pairway_t *w = ctx;
+    (void)r;
+    if (!w->closing) {
+        w->cb.on_message(w, w->cb.ctx, msg, len);
+    }
+}
+
+static void rv_closed(duet_relay_rendezvous_t *r, void *ctx, duet_err_t err)
+{
+    duet_pairway_t *w = ctx;
+    (void)r;
+    w->rv = NULL;
+    if (!w->closing) {
+        w->cb.on_closed(w, w->cb.ctx, err);
+    }
+}
+
+static void rv_log(void *ctx, const char *line)
+{
+    (void)ctx, (void)line; /* pairing reports its own outcome */
+}
+
 /* LAN joiner: the listener's beacon answered our query; connect there once. */
 static void on_lan_found(void *ctx, const struct sockaddr *addr)
 {
@@ -144,7 +188,21 @@ duet_err_t duet_pairway_start(const duet_pairway_spec_t *spec, const duet_pairwa
     bool lan = spec->listen == NULL && spec->connect == NULL && spec->relay == NULL;
     *out = NULL;
     if (spec->relay != NULL) {
-        return DUET_EUNSUPPORTED;
+        duet_pairway_t *w = calloc(1, sizeof *w);
+        if (w == NULL) {
+            return DUET_ENOMEM;
+        }
+        w->spec = *spec;
+        w->cb = *cb;
+        duet_relay_rendezvous_callbacks_t rcb = {w, rv_ready, rv_message, rv_closed, rv_log};
+        err = duet_relay_rendezvous_start(spec->loop, spec->relay, spec->nameplate, spec->joiner,
+                                          spec->rng, &rcb, &w->rv);
+        if (err != DUET_OK) {
+            free(w);
+            return err;
+        }
+        *out = w;
+        return DUET_OK;
     }
     if (lan && spec->joiner) {
         duet_pairway_t *w = calloc(1, sizeof *w);
@@ -218,6 +276,9 @@ duet_err_t duet_pairway_start(const duet_pairway_spec_t *spec, const duet_pairwa
 
 duet_err_t duet_pairway_send(duet_pairway_t *w, const uint8_t *msg, size_t len)
 {
+    if (w->rv != NULL) {
+        return duet_relay_rendezvous_send(w->rv, msg, len);
+    }
     if (w->link == NULL) {
         return DUET_ECLOSED;
     }
@@ -230,6 +291,14 @@ void duet_pairway_close(duet_pairway_t *w)
         return;
     }
     w->closing = true;
+    if (w->rv != NULL) {
+        duet_relay_rendezvous_close(w->rv);
+        w->rv = NULL;
+        if (w->link == NULL && !w->server_live && w->lan == NULL) {
+            free(w);
+            return;
+        }
+    }
     if (w->lan != NULL) {
         duet_lan_stop(w->lan);
         w->lan = NULL;

@@ -32,7 +32,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 LABEL_RK = b"duet ratchet rk v1"
-LABEL_MSG = b"duet ratchet msg v1"
 VERSION = 0x01
 MAX_SKIP = 1000
 
@@ -262,8 +261,9 @@ def kdf_ck(ck):
 
 
 def msg_keys(mk):
-    okm = hkdf_sha256(b"\x00" * 32, mk, LABEL_MSG, 56)
-    return okm[:32], okm[32:]
+    # ENCRYPT: the message key is the AEAD key itself, used for exactly one message, so the
+    # nonce can be all zeros (docs/protocol/ratchet.md, "Why the message key is the key").
+    return mk, b"\x00" * 24
 
 
 class Tape:
@@ -460,7 +460,6 @@ def main():
                  "bob_rng": [x.hex() for x in bob_init_rng]},
         "kdf_rk": [rk_case],
         "kdf_ck": [{"ck": ck.hex(), "next_ck": next_ck.hex(), "mk": mk.hex()}],
-        "kdf_mk": [{"mk": mk.hex(), "key": key.hex(), "nonce": nonce.hex()}],
         "steps": steps,
     }
     os.makedirs(os.path.dirname(out_path), exist_ok=True)

@@ -71,6 +71,8 @@ static uint64_t sim_now(void *ctx)
     return ((sim_t *)ctx)->now;
 }
 
+static void trace(sim_t *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 static void trace(sim_t *m, const char *fmt, ...)
 {
     if (!m->verbose) {
@@ -82,6 +84,8 @@ static void trace(sim_t *m, const char *fmt, ...)
     va_end(ap);
     fputc('\n', stderr);
 }
+
+static bool failf(sim_t *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static bool failf(sim_t *m, const char *fmt, ...)
 {
