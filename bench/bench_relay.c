@@ -50,6 +50,10 @@ typedef struct mdev {
     uint64_t cap;
     uint64_t stored;   /* reader: committed */
     uint64_t last_seq; /* reader: the highest seq committed */
+    uint64_t wm;       /* reader: every seq <= wm is here */
+    uint64_t *plist;   /* reader: the open batch's seqs */
+    size_t np;
+    uint64_t next_free; /* writer: no unrelayed seq below this */
     uint8_t env[ENV_BYTES];
 } mdev_t;
 
@@ -63,6 +67,8 @@ static void mdev_init(mdev_t *d, uint64_t cap)
     d->relayed = calloc(cap + 1, 1);
     d->have = calloc(cap + 1, 1);
     d->pending = calloc(cap + 1, 1);
+    d->plist = calloc(cap + 1, sizeof *d->plist);
+    d->next_free = 1;
     memset(d->env, 0x42, sizeof d->env);
 }
 
@@ -71,18 +77,16 @@ static void mdev_free(mdev_t *d)
     free(d->relayed);
     free(d->have);
     free(d->pending);
+    free(d->plist);
 }
 
 static duet_err_t m_state(void *ctx, uint64_t *wm, uint64_t *above, size_t cap, size_t *n)
 {
     mdev_t *d = ctx;
-    uint64_t w = 0;
-    while (w < d->cap && d->have[w + 1]) {
-        w++;
-    }
+    uint64_t w = d->wm;
     *wm = w;
     *n = 0;
-    for (uint64_t s = w + 1; s <= d->cap && *n < cap; s++) {
+    for (uint64_t s = w + 1; s <= d->last_seq && *n < cap; s++) {
         if (d->have[s]) {
             above[(*n)++] = s;
         }
@@ -93,7 +97,10 @@ static duet_err_t m_state(void *ctx, uint64_t *wm, uint64_t *above, size_t cap, 
 static duet_err_t m_next(void *ctx, uint64_t after, uint64_t *seq, const uint8_t **env, size_t *len)
 {
     mdev_t *d = ctx;
-    for (uint64_t s = after + 1; s <= d->n; s++) {
+    while (d->next_free <= d->n && d->relayed[d->next_free]) {
+        d->next_free++;
+    }
+    for (uint64_t s = after + 1 > d->next_free ? after + 1 : d->next_free; s <= d->n; s++) {
         if (!d->relayed[s]) {
             *seq = s;
             *env = d->env;
@@ -128,6 +135,7 @@ static duet_err_t m_put(void *ctx, uint64_t seq, const uint8_t *env, size_t len,
         return DUET_EDUP;
     }
     d->pending[seq] = 1;
+    d->plist[d->np++] = seq;
     return DUET_OK;
 }
 
@@ -138,16 +146,19 @@ static uint64_t lat_n;
 static duet_err_t m_commit(void *ctx)
 {
     mdev_t *d = ctx;
-    for (uint64_t s = 1; s <= d->cap; s++) {
-        if (d->pending[s]) {
-            d->pending[s] = 0;
-            d->have[s] = 1;
-            d->stored++;
-            total_stored++;
-            if (s > d->last_seq) {
-                d->last_seq = s;
-            }
+    for (size_t i = 0; i < d->np; i++) {
+        uint64_t s = d->plist[i];
+        d->pending[s] = 0;
+        d->have[s] = 1;
+        d->stored++;
+        total_stored++;
+        if (s > d->last_seq) {
+            d->last_seq = s;
         }
+    }
+    d->np = 0;
+    while (d->wm < d->cap && d->have[d->wm + 1]) {
+        d->wm++;
     }
     if (lat != NULL && d->last_seq > lat_n) {
         lat[lat_n++] = bench_now() - lat_start;
@@ -161,7 +172,10 @@ static duet_err_t m_commit(void *ctx)
 static void m_abort(void *ctx)
 {
     mdev_t *d = ctx;
-    memset(d->pending, 0, d->cap + 1);
+    for (size_t i = 0; i < d->np; i++) {
+        d->pending[d->plist[i]] = 0;
+    }
+    d->np = 0;
 }
 
 static duet_err_t m_acked(void *ctx, uint64_t wm, const uint64_t *above, size_t n, uint64_t *items)

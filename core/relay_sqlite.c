@@ -51,12 +51,12 @@ static const char *const sql_text[S_COUNT] = {
                       "cls = ?6 WHERE id = ?1",
     [S_OBJ_DELETE] = "DELETE FROM objects WHERE id = ?1",
     /* A tombstone keeps len (RETURNING gives the new values; this one is not changed). */
-    [S_OBJ_TOMBSTONE] = "UPDATE objects SET cls = 0, data = x'' "
+    [S_OBJ_TOMBSTONE] = "UPDATE objects SET cls = 0, data = x'', expires = min(expires, ?3) "
                         "WHERE mb = ?1 AND oid = ?2 AND cls > 0 RETURNING len",
     [S_LIST_ANY] = "SELECT cursor, cls, oid, len FROM objects WHERE mb = ?1 AND cursor > ?2 "
                    "AND expires > ?3 AND cls > 0 ORDER BY cursor LIMIT ?4",
     [S_LIST_CLASS] = "SELECT cursor, cls, oid, len FROM objects WHERE mb = ?1 AND cursor > ?2 "
-                     "AND expires > ?3 AND cls = ?5 ORDER BY cursor LIMIT ?4",
+                     "AND expires > ?3 AND cls > 0 AND cls = ?5 ORDER BY cursor LIMIT ?4",
     [S_GET] = "SELECT cursor, cls, len, data FROM objects WHERE mb = ?1 AND oid = ?2 "
               "AND expires > ?3 AND cls > 0",
     [S_EXPIRED] = "SELECT id, mb, len, cls FROM objects WHERE expires <= ?1 LIMIT ?2",
@@ -83,8 +83,10 @@ static const char schema[] = "CREATE TABLE IF NOT EXISTS mailboxes ("
                              " len INTEGER NOT NULL,"
                              " expires INTEGER NOT NULL,"
                              " data BLOB NOT NULL,"
-                             " UNIQUE (mb, oid),"
-                             " UNIQUE (mb, cursor));"
+                             " UNIQUE (mb, oid));"
+                             /* live objects only: a LIST never walks the tombstones */
+                             "CREATE INDEX IF NOT EXISTS objects_live ON objects (mb, cursor) "
+                             "WHERE cls > 0;"
                              "CREATE INDEX IF NOT EXISTS objects_expires ON objects (expires);";
 
 #define MB_CACHE 256u /* mailboxes whose rows are kept in memory */
@@ -706,7 +708,7 @@ static duet_err_t st_get(void *ctx, const uint8_t mbox[32], const uint8_t *oid, 
 }
 
 static duet_err_t st_del(void *ctx, const uint8_t mbox[32], const uint8_t *oid, size_t oid_len,
-                         bool *deleted)
+                         uint64_t keep_until_ms, bool *deleted)
 {
     duet_relay_sqlite_t *s = ctx;
     mbent_t *mb;
@@ -721,11 +723,13 @@ static duet_err_t st_del(void *ctx, const uint8_t mbox[32], const uint8_t *oid, 
     if (err != DUET_OK || mb == NULL) {
         return batch_failed(s, err);
     }
-    /* The data goes (secure_delete overwrites it); the id stays as a tombstone until the
-     * object would have expired, so that a repeated PUT of it is a duplicate. */
+    /* The data goes (secure_delete overwrites it); the id stays as a tombstone until
+     * keep_until_ms (or the object's own expiry), so that a PUT repeated after a lost
+     * acknowledgement is a duplicate. */
     sqlite3_stmt *st = stmt(s, S_OBJ_TOMBSTONE);
     sqlite3_bind_int64(st, 1, mb->id);
     sqlite3_bind_blob(st, 2, oid, (int)oid_len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, i64(keep_until_ms));
     int rc = sqlite3_step(st);
     uint64_t len = 0;
     bool found = rc == SQLITE_ROW;

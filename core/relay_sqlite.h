@@ -9,7 +9,9 @@
  * in their pages, so collected envelopes do not linger in the file.
  *
  *   mailboxes(id, mbox UNIQUE, last_cursor, items, bytes, touched)
- *   objects(id, mb, cursor, cls, oid, len, expires, data; UNIQUE(mb, oid), UNIQUE(mb, cursor))
+ *   objects(id, mb, cursor, cls, oid, len, expires, data; UNIQUE(mb, oid))
+ *   indexes: (mb, cursor) of live objects (cls > 0) for LIST, (expires) for the sweep;
+ *   a collected object stays as a tombstone (cls 0, no data) until it would have expired
  *
  * Mailbox rows outlive their objects (until they have been empty for a TTL) so that a
  * mailbox's cursors never go back. Nameplates live in memory: they belong to connections,

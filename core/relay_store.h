@@ -71,9 +71,11 @@ typedef struct duet_relay_store {
     duet_err_t (*get)(void *ctx, const uint8_t mbox[32], const uint8_t *oid, size_t oid_len,
                       uint64_t now_ms, duet_relay_entry_t *meta, const uint8_t **data);
 
-    /* Remove one object (any class); *deleted says whether it was there. */
+    /* Remove one object (any class); *deleted says whether it was there. Its id stays as a
+     * tombstone until keep_until_ms (at most its own expiry): a PUT of it meanwhile is a
+     * duplicate. */
     duet_err_t (*del)(void *ctx, const uint8_t mbox[32], const uint8_t *oid, size_t oid_len,
-                      bool *deleted);
+                      uint64_t keep_until_ms, bool *deleted);
 
     /* Remove up to max expired objects, and mailboxes empty for longer than ttl_ms. Its own
      * transaction (never inside a batch). */

@@ -50,6 +50,9 @@ static const setting_t settings[] = {
      "life of a stored object; expired objects are removed"},
     {"nameplate-ttl-s", O(nameplate_ttl_s), 600, 10, 86400,
      "life of a pairing nameplate nobody has claimed"},
+    {"tombstone-ttl-s", O(tombstone_ttl_s), 86400, 0, 315360000,
+     "how long the id of a collected object is remembered, so that an upload repeated after "
+     "a lost acknowledgement is not delivered twice"},
     {"sweep-interval-s", O(sweep_interval_s), 60, 1, 86400,
      "how often expired objects are removed"},
 };
@@ -708,7 +711,7 @@ static duet_err_t on_put(duet_relayd_conn_t *c, const duet_relay_frame_t *f, uin
     return ok(c, f->rid, cursor, !dup);
 }
 
-static duet_err_t on_delete(duet_relayd_conn_t *c, const duet_relay_frame_t *f)
+static duet_err_t on_delete(duet_relayd_conn_t *c, const duet_relay_frame_t *f, uint64_t now)
 {
     duet_relayd_t *d = c->d;
     uint64_t count = 0;
@@ -721,7 +724,8 @@ static duet_err_t on_delete(duet_relayd_conn_t *c, const duet_relay_frame_t *f)
         size_t oid_len;
         bool gone;
         duet_relay_frame_oid(f, i, &oid, &oid_len);
-        err = d->st.del(d->st.ctx, f->mbox, oid, oid_len, &gone);
+        err = d->st.del(d->st.ctx, f->mbox, oid, oid_len, now + d->cfg.tombstone_ttl_s * 1000u,
+                        &gone);
         count += gone;
     }
     if (err != DUET_OK) {
@@ -891,7 +895,7 @@ duet_err_t duet_relayd_recv(duet_relayd_conn_t *c, const uint8_t *frame, size_t 
         err = on_read(c, &f);
         break;
     case DUET_RELAY_DELETE:
-        err = on_delete(c, &f);
+        err = on_delete(c, &f, now_ms);
         break;
     case DUET_RELAY_SUBSCRIBE:
         err = on_subscribe(c, &f);

@@ -62,6 +62,7 @@ typedef struct duet_relay_config {
     uint64_t store_bytes; /* all mailboxes together (0: until the disk is full) */
     uint64_t ttl_s;
     uint64_t nameplate_ttl_s;
+    uint64_t tombstone_ttl_s;
     uint64_t sweep_interval_s;
 } duet_relay_config_t;
 

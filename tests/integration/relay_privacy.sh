@@ -96,6 +96,28 @@ d a note "$marker $(head -c 300 /dev/zero | tr '\0' m)" >/dev/null
 d a note "$marker $(head -c 1500 /dev/zero | tr '\0' l)" >/dev/null  # the next bucket
 if d a checkin start daily >"$W/ck.out" 2>/dev/null; then checkin=1; else checkin=0; fi
 d a sync --relay "$url" --timeout 30 >/dev/null || fail "a upload"
+
+# objects_check WHAT EXPECT: stop the relay, read the lengths of what it holds, check them
+# with the Python expression EXPECT (on `env`, the envelope objects' lengths, and `state`),
+# start it again on the same port.
+objects_check() {
+    kill -TERM "$RELAY_PID"; wait "$RELAY_PID" 2>/dev/null || true
+    python3 - "$W/r/relay.db" "$1" "$2" <<'PY' || fail "object lengths ($1)"
+import sqlite3, sys
+db = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True)
+rows = db.execute("SELECT cls, len FROM objects WHERE cls > 0").fetchall()
+env = sorted(l for c, l in rows if c == 1)
+state = sorted(l for c, l in rows if c == 2)
+buckets = {520, 2056, 8200, 32776, 98312}
+if not set(env) <= buckets or set(state) - {305} or not eval(sys.argv[3]):
+    sys.exit("relay objects (%s): envelopes %s, states %s" % (sys.argv[2], env, state))
+print("ok - %s: the relay holds envelopes of %s bytes, states of %s" % (sys.argv[2], env, state))
+PY
+    relay_start r
+}
+# a's three notes (2, 300 and 1500 characters) and its check-in proposal: the short ones and
+# the proposal are one length, the long one the next bucket's.
+objects_check "a's notes and proposal"     "env.count(2056) == 1 and env.count(520) == len(env) - 1 and len(env) >= 3 + $checkin"
 d b sync --relay "$url" --timeout 30 >/dev/null || fail "b download"
 d b inbox >/dev/null  # marks them read: read receipts go back
 if (( checkin )); then
@@ -105,20 +127,8 @@ fi
 d b note "$marker reply" >/dev/null
 d b sync --relay "$url" --timeout 30 >/dev/null || fail "b upload"
 
-# While the relay holds b's receipts, reply (and acceptance): stop it, read its database.
-kill -TERM "$RELAY_PID"; wait "$RELAY_PID" 2>/dev/null || true
-python3 - "$W/r/relay.db" <<'PY' || fail "object lengths"
-import sqlite3, sys
-db = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True)
-rows = db.execute("SELECT cls, len FROM objects WHERE cls > 0").fetchall()
-env = sorted({l for c, l in rows if c == 1})
-state = sorted({l for c, l in rows if c == 2})
-ok_env = {520, 2056, 8200, 32776, 98312}
-if not rows or not set(env) <= ok_env or (state and state != [305]):
-    sys.exit("relay objects: envelopes %s, states %s" % (env, state))
-print("ok - relay holds %d objects, envelope lengths %s, state %s" % (len(rows), env, state))
-PY
-RELAY_PORT=$RELAY_PORT relay_start r
+# b's read receipts, its reply (and its acceptance of the check-in): all one length.
+objects_check "b's receipts and reply" "len(env) >= 2 and set(env) == {520}"
 
 d a sync --relay "$url" --timeout 30 >/dev/null || fail "a download"
 [[ $(d a inbox --peek | python3 -c 'import json,sys; print(sum(1 for l in sys.stdin if json.loads(l)["from"] == "partner"))') -ge 1 ]] ||

@@ -719,9 +719,9 @@ static void test_sqlite_basics(void **state)
     bool gone;
     oid = 'a';
     assert_int_equal(st.begin(st.ctx), DUET_OK);
-    assert_int_equal(st.del(st.ctx, m1, &oid, 1, &gone), DUET_OK);
+    assert_int_equal(st.del(st.ctx, m1, &oid, 1, 1000000, &gone), DUET_OK);
     assert_true(gone);
-    assert_int_equal(st.del(st.ctx, m1, &oid, 1, &gone), DUET_OK);
+    assert_int_equal(st.del(st.ctx, m1, &oid, 1, 1000000, &gone), DUET_OK);
     assert_false(gone);
     assert_int_equal(st.commit(st.ctx), DUET_OK);
 
@@ -741,7 +741,7 @@ static void test_sqlite_basics(void **state)
     /* A collected state object comes back with the next state. */
     oid = 's';
     assert_int_equal(st.begin(st.ctx), DUET_OK);
-    assert_int_equal(st.del(st.ctx, m1, &oid, 1, &gone), DUET_OK);
+    assert_int_equal(st.del(st.ctx, m1, &oid, 1, 1000000, &gone), DUET_OK);
     assert_true(gone);
     assert_int_equal(st.commit(st.ctx), DUET_OK);
     put_ok(&st, m1, DUET_RELAY_STATE, 's', 305, 2000, &cur, &dup);
@@ -857,6 +857,27 @@ static void test_sqlite_quota_ttl(void **state)
     assert_int_equal(st.expire(st.ctx, 15000, 10000, 1000, &removed), DUET_OK);
     assert_int_equal(st.stats(st.ctx, &s), DUET_OK);
     assert_int_equal(s.mailboxes, 1);
+
+    /* A tombstone lives until its keep time, then a PUT of the id stores it again. */
+    uint8_t m5[32];
+    memset(m5, 5, 32);
+    bool gone;
+    k = 'x';
+    assert_int_equal(st.begin(st.ctx), DUET_OK);
+    assert_int_equal(st.put(st.ctx, m5, 1, &k, 1, data, 10, 16000, &lim, &cur, &dup), DUET_OK);
+    assert_int_equal(st.commit(st.ctx), DUET_OK);
+    assert_int_equal(st.begin(st.ctx), DUET_OK);
+    assert_int_equal(st.del(st.ctx, m5, &k, 1, 16500, &gone), DUET_OK);
+    assert_true(gone);
+    assert_int_equal(st.put(st.ctx, m5, 1, &k, 1, data, 10, 16100, &lim, &cur, &dup), DUET_OK);
+    assert_true(dup);
+    assert_int_equal(st.commit(st.ctx), DUET_OK);
+    assert_int_equal(st.expire(st.ctx, 16600, 10000, 1000, &removed), DUET_OK);
+    assert_int_equal(removed, 1);
+    assert_int_equal(st.begin(st.ctx), DUET_OK);
+    assert_int_equal(st.put(st.ctx, m5, 1, &k, 1, data, 10, 16700, &lim, &cur, &dup), DUET_OK);
+    assert_false(dup);
+    assert_int_equal(st.commit(st.ctx), DUET_OK);
 
     /* Nameplates: one claim each, expiry, release. */
     duet_testrng_t r;
@@ -1251,9 +1272,9 @@ static duet_err_t fl_get(void *ctx, const uint8_t mbox[32], const uint8_t *oid, 
     FWD(get, mbox, oid, oid_len, now_ms, meta, data);
 }
 static duet_err_t fl_del(void *ctx, const uint8_t mbox[32], const uint8_t *oid, size_t oid_len,
-                         bool *deleted)
+                         uint64_t keep, bool *deleted)
 {
-    FWD(del, mbox, oid, oid_len, deleted);
+    FWD(del, mbox, oid, oid_len, keep, deleted);
 }
 static duet_err_t fl_expire(void *ctx, uint64_t now_ms, uint64_t ttl_ms, size_t max,
                             uint64_t *removed)
