@@ -26,8 +26,7 @@
  *    DELETE its objects (only then: a unit deleted before the fsync could not be sent again,
  *    as the relay keeps tombstones).
  *  - Upload: each of my blobs that the relay should hold and does not hold whole (voice.h
- *    duet_voice_next_to_relay: its item not yet acknowledged by the partner, or its upload
- *    begun), from the first unit the relay does not hold (blobs.relayed), PUT unit after
+ *    duet_voice_next_to_relay: not known to be held by the partner, core/blobxfer.h), from the first unit the relay does not hold (blobs.relayed), PUT unit after
  *    unit; the relay's OK means the unit is durable there, and blobs.relayed moves forward
  *    (written every DUET_BLOBRELAY_MARK_EVERY units and at the end: after a crash at most
  *    that many are PUT again, which the relay's write-once objects absorb). A refusal

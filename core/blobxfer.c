@@ -58,6 +58,10 @@ struct duet_blobxfer {
 
     bool peer_state_known;
     uint64_t peer_wanting;
+    /* Items of my blobs whose last byte went out on this link; the first `held` of them are
+     * confirmed whole at the partner (its STATE 0 came after) and wait for the flush. */
+    uint8_t served[DUET_BLOBXFER_SERVED_MAX][DUET_ITEM_ID_BYTES];
+    size_t served_n, held;
 
     duet_blobxfer_stats_t stats;
     duet_codec_enc_t enc;
@@ -258,7 +262,40 @@ void duet_blobxfer_refresh(duet_blobxfer_t *bx)
 
 bool duet_blobxfer_needs_flush(const duet_blobxfer_t *bx)
 {
-    return bx->err == DUET_OK && (bx->dirty || bx->finished);
+    return bx->err == DUET_OK && (bx->dirty || bx->finished || bx->held > 0);
+}
+
+static void served(duet_blobxfer_t *bx, const uint8_t item[DUET_ITEM_ID_BYTES])
+{
+    for (size_t i = 0; i < bx->served_n; i++) {
+        if (memcmp(bx->served[i], item, DUET_ITEM_ID_BYTES) == 0) {
+            return;
+        }
+    }
+    if (bx->served_n < DUET_BLOBXFER_SERVED_MAX) {
+        memcpy(bx->served[bx->served_n++], item, DUET_ITEM_ID_BYTES);
+    }
+}
+
+/* Record the blobs the partner confirmed, in a transaction of their own. */
+static duet_err_t commit_held(duet_blobxfer_t *bx)
+{
+    duet_err_t err = duet_store_begin(bx->st);
+    if (err != DUET_OK) {
+        return err;
+    }
+    for (size_t i = 0; i < bx->held && err == DUET_OK; i++) {
+        err = duet_voice_set_held(bx->st, bx->served[i]);
+    }
+    err = err == DUET_OK ? duet_store_commit(bx->st) : err;
+    if (err != DUET_OK) {
+        duet_store_rollback(bx->st);
+        return err;
+    }
+    memmove(bx->served, bx->served[bx->held], (bx->served_n - bx->held) * DUET_ITEM_ID_BYTES);
+    bx->served_n -= bx->held;
+    bx->held = 0;
+    return DUET_OK;
 }
 
 static void progress(duet_blobxfer_t *bx, bool incoming, const uint8_t item[DUET_ITEM_ID_BYTES],
@@ -415,10 +452,13 @@ duet_err_t duet_blobxfer_flush(duet_blobxfer_t *bx)
      * transfer): a blob finished or was given up, or new items may want blobs. */
     duet_err_t err = DUET_OK;
     bool look = bx->dirty;
-    if (bx->finished && !sqlite3_get_autocommit(duet_store_db(bx->st))) {
+    if ((bx->finished || bx->held > 0) && !sqlite3_get_autocommit(duet_store_db(bx->st))) {
         return DUET_OK; /* a transaction is open (a caller's misuse): commit at the next flush */
     }
-    if (bx->finished) {
+    if (bx->held > 0) {
+        err = commit_held(bx);
+    }
+    if (err == DUET_OK && bx->finished) {
         bx->finished = false;
         look = true;
         err = commit_available(bx, &bx->done_row, bx->done_fetched);
@@ -639,6 +679,9 @@ duet_err_t duet_blobxfer_recv(duet_blobxfer_t *bx, const uint8_t *frame, size_t 
     case DUET_BLOBXFER_STATE:
         bx->peer_state_known = true;
         bx->peer_wanting = fr.wanting;
+        if (fr.wanting == 0) {
+            bx->held = bx->served_n; /* it has every blob it had whole from me */
+        }
         return DUET_OK;
     }
     return fail(bx, DUET_EPROTO);
@@ -743,6 +786,9 @@ duet_err_t duet_blobxfer_next_data(duet_blobxfer_t *bx, const uint8_t **frame, s
     }
     out->cursor += got;
     bx->stats.bytes_out += got;
+    if (out->cursor == out->total) {
+        served(bx, out->item);
+    }
     progress(bx, false, out->item, out->cursor, out->total, out->cursor == out->total);
     return DUET_OK;
 }

@@ -36,7 +36,10 @@
  * wants from the partner changes, always before the sync engine's ACK of the batch that made
  * it change (the session pumps control frames first), and STATE 0 only after the last blob
  * is durably available. duet_blobxfer_done() is true when the partner wants nothing more
- * and this side has nothing more to fetch.
+ * and this side has nothing more to fetch. A STATE 0 that comes after I sent the last byte
+ * of one of my blobs also says the partner holds that blob: the next flush records it
+ * (duet_voice_set_held) so that the relay is spared it (beyond DUET_BLOBXFER_SERVED_MAX
+ * blobs per link nothing is recorded, and the relay carries a blob the partner has).
  *
  * Store and files: the engine reads and writes the blobs table and the files of
  * HOME/blobs/ through core/voice.h and core/blob.h. duet_blobxfer_recv() never writes to the
@@ -73,6 +76,7 @@
 #define DUET_BLOBXFER_FRAME_MAX   (DUET_BLOBXFER_DATA_MAX + 64u)
 #define DUET_BLOBXFER_WINDOW      (2u << 20) /* sealed bytes asked ahead of what is stored */
 #define DUET_BLOBXFER_REFETCH_MAX 8u         /* bad chunks asked again, per blob and link */
+#define DUET_BLOBXFER_SERVED_MAX  256u       /* my blobs sent whole, awaiting STATE 0 */
 #define DUET_BLOBXFER_SEALED_MAX                                                                   \
     (DUET_BLOB_HEADER_BYTES + DUET_BLOB_MAX +                                                      \
      DUET_BLOB_ABYTES * (DUET_BLOB_MAX / DUET_BLOB_CHUNK)) /* 52442424: the largest blob */
@@ -164,7 +168,8 @@ void duet_blobxfer_refresh(duet_blobxfer_t *bx);
  * other transaction is open on the store (after duet_sync_flush), before pulling frames. */
 duet_err_t duet_blobxfer_flush(duet_blobxfer_t *bx) DUET_MUST_CHECK;
 
-/* Whether something waits for duet_blobxfer_flush() (a refresh, a finished blob): until
+/* Whether something waits for duet_blobxfer_flush() (a refresh, a finished blob, blobs the
+ * partner confirmed): until
  * then, the caller holds back the sync engine's frames, so that an ACK of the batch that
  * stored a voice item never overtakes the STATE announcing its blob. */
 bool duet_blobxfer_needs_flush(const duet_blobxfer_t *bx);

@@ -125,6 +125,14 @@ static const char *const migrations[] = {
     "  fetched INTEGER NOT NULL DEFAULT 0,"
     "  relayed INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX blobs_wanted ON blobs (mine, state, n);",
+
+    /* 4 -> 5: held = the partner said on a direct link that it has my blob whole, so the
+     * relay need not carry it (core/voice.h duet_voice_set_held). Blobs of items already
+     * acknowledged before this column existed count as held, as the old rule had it. */
+    "ALTER TABLE blobs ADD COLUMN held INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX blobs_item ON blobs (item);"
+    "UPDATE blobs SET held = 1 WHERE mine = 1 AND relayed = 0 AND item IN "
+    "  (SELECT id FROM items WHERE mine = 1 AND status != 0);",
 };
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 

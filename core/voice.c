@@ -791,15 +791,28 @@ duet_err_t duet_voice_next_to_relay(duet_store_t *st, uint64_t after, duet_voice
     duet_err_t err = duet_store_prepare(
         st,
         "SELECT b.n, b.id, b.item, b.mine, b.state, b.size, b.fetched, b.relayed FROM blobs b "
-        "JOIN items i ON i.id = b.item WHERE b.mine = 1 AND b.state = 1 AND b.n > ?1 AND "
-        "b.relayed < (b.size + 65535) / 65536 AND (b.relayed > 0 OR i.status = 0) "
-        "ORDER BY b.n LIMIT 1",
+        "WHERE b.mine = 1 AND b.state = 1 AND b.n > ?1 AND "
+        "b.relayed < (b.size + 65535) / 65536 AND b.held = 0 ORDER BY b.n LIMIT 1",
         &s);
     if (err != DUET_OK) {
         return err;
     }
     sqlite3_bind_int64(s, 1, (sqlite3_int64)after);
     return one_row(st, s, b);
+}
+
+duet_err_t duet_voice_set_held(duet_store_t *st, const uint8_t item[DUET_ITEM_ID_BYTES])
+{
+    sqlite3_stmt *s;
+    duet_err_t err =
+        duet_store_prepare(st, "UPDATE blobs SET held = 1 WHERE item = ?1 AND mine = 1", &s);
+    if (err != DUET_OK) {
+        return err;
+    }
+    sqlite3_bind_blob(s, 1, item, DUET_ITEM_ID_BYTES, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? DUET_OK : duet_store_rc(st, rc);
 }
 
 duet_err_t duet_voice_set_relayed(duet_store_t *st, const uint8_t id[DUET_BLOB_ID_BYTES],

@@ -194,10 +194,16 @@ void duet_voice_rx_close(duet_voice_rx_t *rx);
 /* ---- the relay path (core/blobrelay.h) ------------------------------------------------ */
 
 /* The first of my blobs with n > after that the relay should hold and does not hold whole
- * yet: available, relayed < its unit count, and either its item is still queued (not
- * acknowledged by the partner) or its upload has begun. DUET_ENOENT if none. */
+ * yet: available, relayed < its unit count, and not known to be held by the partner
+ * (duet_voice_set_held). An acknowledged item says nothing about its blob: the partner may
+ * have the envelope from the relay and be waiting there for the sound. DUET_ENOENT if none. */
 duet_err_t duet_voice_next_to_relay(duet_store_t *st, uint64_t after,
                                     duet_voice_blob_t *b) DUET_MUST_CHECK;
+
+/* Record that the partner holds the blob of my item whole (it said so on a direct link,
+ * core/blobxfer.h): the relay need not carry it. Caller's transaction. */
+duet_err_t duet_voice_set_held(duet_store_t *st,
+                               const uint8_t item[DUET_ITEM_ID_BYTES]) DUET_MUST_CHECK;
 
 /* Record that the relay holds units [0, units) of my blob id. Caller's transaction. */
 duet_err_t duet_voice_set_relayed(duet_store_t *st, const uint8_t id[DUET_BLOB_ID_BYTES],

@@ -55,6 +55,8 @@ struct duet_daemon {
     char relay_url[512];
     duet_voiceway_t *voice;      /* a voice-blob session at the relay, when one runs */
     bool voice_again;            /* more blob work appeared while it ran */
+    uv_timer_t voice_retry;      /* a blob was not at the relay yet, or the session failed */
+    uint64_t voice_backoff_ms;
     uv_timer_t due;              /* the next check-in instance falling due */
     uv_prepare_t tick;           /* flushes the owner's buffered events each iteration */
     uint64_t due_after_ms;       /* reminder cursor: (time, instance) already announced */
@@ -464,6 +466,33 @@ static void relay_log(void *ctx, const char *line)
  * cycle (a voice item may have arrived, or one of mine may wait to go up). */
 static void voice_poke(duet_daemon_t *d);
 
+static void on_voice_retry(uv_timer_t *t)
+{
+    voice_poke(t->data);
+}
+
+/* A partner's voice note can arrive before its sound is at the relay (the partner's daemon
+ * uploads it in its own blob session, after the envelope went up), and nothing at the relay
+ * tells us when it lands: look again, backing off, while a blob was left for later or the
+ * session failed. Progress resets the back-off. */
+static void voice_retry_later(duet_daemon_t *d, bool progress)
+{
+    if (d->stopping) {
+        return;
+    }
+    if (progress || d->voice_backoff_ms == 0) {
+        d->voice_backoff_ms = DUET_DAEMON_BACKOFF_MIN_MS;
+    } else {
+        d->voice_backoff_ms *= 2;
+        if (d->voice_backoff_ms > DUET_DAEMON_BACKOFF_MAX_MS) {
+            d->voice_backoff_ms = DUET_DAEMON_BACKOFF_MAX_MS;
+        }
+    }
+    uint64_t wait = d->voice_backoff_ms / 2 +
+                    randombytes_uniform((uint32_t)(d->voice_backoff_ms / 2 + 1));
+    uv_timer_start(&d->voice_retry, on_voice_retry, wait, 0);
+}
+
 static void voice_done(duet_voiceway_t *w, void *ctx, duet_err_t err, duet_err_t upload_err,
                        const duet_blobrelay_stats_t *st)
 {
@@ -478,9 +507,15 @@ static void voice_done(duet_voiceway_t *w, void *ctx, duet_err_t err, duet_err_t
         logf_(d, "voice through the relay: %s",
               duet_strerror(err != DUET_OK ? err : upload_err));
     }
+    bool progress = st->blobs_in + st->blobs_up + st->units_in + st->units_up > 0;
     if (d->voice_again && !d->stopping && err == DUET_OK) {
         d->voice_again = false;
         voice_poke(d);
+    } else if (err != DUET_OK || st->skipped > 0) {
+        d->voice_again = false;
+        voice_retry_later(d, progress);
+    } else {
+        d->voice_backoff_ms = 0; /* nothing left: wait for the next relay cycle */
     }
 }
 
@@ -493,6 +528,7 @@ static void voice_poke(duet_daemon_t *d)
         d->voice_again = true;
         return;
     }
+    uv_timer_stop(&d->voice_retry);
     duet_relay_keys_t keys;
     if (duet_relay_client_keys(d->st, &keys) != DUET_OK) {
         return;
@@ -566,6 +602,8 @@ static void stop(duet_daemon_t *d)
     uv_close((uv_handle_t *)&d->reconnect, NULL);
     uv_timer_stop(&d->due);
     uv_close((uv_handle_t *)&d->due, NULL);
+    uv_timer_stop(&d->voice_retry);
+    uv_close((uv_handle_t *)&d->voice_retry, NULL);
     uv_close((uv_handle_t *)&d->tick, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
@@ -708,6 +746,8 @@ duet_err_t duet_daemon_run(uv_loop_t *loop, duet_store_t *st, const duet_daemon_
     d->reconnect.data = d;
     uv_timer_init(loop, &d->due);
     d->due.data = d;
+    uv_timer_init(loop, &d->voice_retry);
+    d->voice_retry.data = d;
     uv_prepare_init(loop, &d->tick);
     d->tick.data = d;
     uv_prepare_start(&d->tick, on_tick);

@@ -401,15 +401,23 @@ static void test_small_relay_and_acknowledged(void **state)
     assert_int_equal(session(f, f->b, &f->kb, &early), DUET_OK);
     assert_int_equal(blob_of(f->b, id).state, DUET_VOICE_PARTIAL);
 
-    /* A note the partner already acknowledged (it came directly) is not uploaded. */
+    /* A note the partner acknowledged (through the relay, say) still goes up: the ack says
+     * nothing about the sound. One whose blob the partner said it holds (STATE 0 on a direct
+     * link) is not uploaded. */
+    uint8_t id3[16];
     send_voice(f, f->a, f->b, 100000, "t.wav", id2);
+    send_voice(f, f->a, f->b, 100000, "u.wav", id3);
     assert_int_equal(duet_store_begin(f->a), DUET_OK);
     assert_int_equal(duet_items_set_status(f->a, id2, DUET_STATUS_DELIVERED), DUET_OK);
+    assert_int_equal(duet_items_set_status(f->a, id3, DUET_STATUS_DELIVERED), DUET_OK);
+    assert_int_equal(duet_voice_set_held(f->a, id3), DUET_OK);
     assert_int_equal(duet_store_commit(f->a), DUET_OK);
     run_t up = {.corrupt_get = -1};
     assert_int_equal(session(f, f->a, &f->ka, &up), DUET_OK);
-    assert_int_equal(up.blob_puts, duet_blob_chunk_count(blob_of(f->a, id).size));
-    assert_int_equal(blob_of(f->a, id2).relayed, 0);
+    assert_int_equal(up.blob_puts, duet_blob_chunk_count(blob_of(f->a, id).size) +
+                                       duet_blob_chunk_count(blob_of(f->a, id2).size));
+    assert_int_equal(blob_of(f->a, id2).relayed, duet_blob_chunk_count(blob_of(f->a, id2).size));
+    assert_int_equal(blob_of(f->a, id3).relayed, 0);
 }
 
 static void test_oid(void **state)

@@ -832,6 +832,9 @@ static void test_done_semantics(void **state)
     produce(s.eb, &s.ba, 8); /* STATE 1 and WANT, before anything else */
     deliver(&s, s.ea, &s.ba);
     assert_false(duet_blobxfer_done(s.ea));
+    /* Until b says it holds the blob, the relay still has to carry it. */
+    duet_voice_blob_t up;
+    assert_int_equal(duet_voice_next_to_relay(f->a, 0, &up), DUET_OK);
     for (int i = 0; i < 100 && !(duet_blobxfer_done(s.ea) && duet_blobxfer_done(s.eb)); i++) {
         produce(s.ea, &s.ab, 8);
         produce(s.eb, &s.ba, 8);
@@ -843,6 +846,30 @@ static void test_done_semantics(void **state)
     }
     assert_true(duet_blobxfer_done(s.ea));
     assert_int_equal(blob_of(f->b, id).state, DUET_VOICE_AVAILABLE);
+    /* b's STATE 0 came after a sent the last byte: b holds the blob, the relay is spared it. */
+    assert_int_equal(duet_voice_next_to_relay(f->a, 0, &up), DUET_ENOENT);
+
+    /* A STATE 0 says nothing of a blob b did not fetch on this link (it is busy on another
+     * one, the relay's, say): the relay still has to carry it. */
+    uint8_t id2[16], fr[64];
+    send_voice(f, f->a, f->b, 1000, "j2.wav", id2);
+    duet_blobxfer_t *other = duet_blobxfer_new(f->b, NULL);
+    assert_int_equal(duet_blobxfer_start(other), DUET_OK); /* takes the blob up */
+    duet_blobxfer_refresh(s.eb);
+    for (int i = 0; i < 10; i++) {
+        produce(s.ea, &s.ab, 8);
+        produce(s.eb, &s.ba, 8);
+        deliver(&s, s.eb, &s.ab);
+        deliver(&s, s.ea, &s.ba);
+    }
+    uint64_t zero[2] = {0, 0};
+    size_t n = enc_frame(fr, DUET_BLOBXFER_STATE, 2, zero, NULL, 0, NULL, 0);
+    assert_int_equal(duet_blobxfer_recv(s.ea, fr, n), DUET_OK);
+    assert_int_equal(duet_blobxfer_flush(s.ea), DUET_OK);
+    assert_int_equal(blob_of(f->b, id2).state, DUET_VOICE_PARTIAL);
+    assert_int_equal(duet_voice_next_to_relay(f->a, 0, &up), DUET_OK);
+    assert_memory_equal(up.item, id2, 16);
+    duet_blobxfer_free(other);
     sim_end(&s);
 }
 
