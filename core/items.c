@@ -238,10 +238,11 @@ duet_err_t duet_items_list(duet_store_t *st, size_t limit, duet_item_t **items, 
     if (limit == 0 || limit > DUET_ITEMS_LIST_MAX) {
         limit = DUET_ITEMS_LIST_MAX;
     }
-    /* The newest `limit` by the order index, walked backwards, then reversed. */
+    /* The newest `limit` by the order index, walked backwards, then reversed. The unary +
+     * keeps the planner off the index on kind (check-ins), which would sort every row. */
     err = duet_store_prepare(st,
                              "SELECT id, kind, mine, hlc, status, body FROM items "
-                             "WHERE kind BETWEEN 1 AND 15 "
+                             "WHERE +kind BETWEEN 1 AND 15 "
                              "ORDER BY hlc DESC, id DESC LIMIT ?1",
                              &s);
     if (err != DUET_OK) {

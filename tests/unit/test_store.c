@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 #include <sodium.h>
+#include <sqlite3.h>
 
 #include "identity.h"
 #include "items.h"
@@ -325,6 +326,47 @@ static void test_locked(void **state)
     duet_store_close(a);
 }
 
+/*
+ * The inbox reads what it shows: on a store of many items, listing the newest 50 walks the
+ * order index backwards and stops, with no sort of the whole table (a plan that sorted took
+ * 0.6 s on a million items, after the check-in index on kind made the planner prefer it).
+ */
+static void test_inbox_reads_what_it_shows(void **state)
+{
+    fixture_t *f = *state;
+    duet_store_t *st;
+    assert_int_equal(duet_store_create(f->home, &f->opts, &st), DUET_OK);
+    uint8_t *body;
+    size_t len;
+    assert_int_equal(duet_note_encode("a day", 5, &body, &len), DUET_OK);
+    assert_int_equal(duet_store_begin(st), DUET_OK);
+    for (int i = 0; i < 3000; i++) {
+        duet_item_t it;
+        assert_int_equal(
+            duet_items_add(st, DUET_KIND_NOTE, body, len, 1764150000000u + (uint64_t)i, &it),
+            DUET_OK);
+        duet_item_clear(&it);
+    }
+    assert_int_equal(duet_store_commit(st), DUET_OK);
+    free(body);
+    duet_item_t *v;
+    size_t n;
+    assert_int_equal(duet_items_list(st, 50, &v, &n), DUET_OK);
+    assert_int_equal(n, 50);
+    assert_true(v[0].hlc < v[49].hlc); /* oldest first, the newest last */
+    duet_items_free(v, n);
+    sqlite3_stmt *s = NULL;
+    while ((s = sqlite3_next_stmt(duet_store_db(st), s)) != NULL) {
+        if (strstr(sqlite3_sql(s), "ORDER BY hlc DESC") != NULL) {
+            break;
+        }
+    }
+    assert_non_null(s);
+    assert_int_equal(sqlite3_stmt_status(s, SQLITE_STMTSTATUS_SORT, 0), 0);
+    assert_true(sqlite3_stmt_status(s, SQLITE_STMTSTATUS_VM_STEP, 0) < 3000);
+    duet_store_close(st);
+}
+
 static void test_secrets_and_meta(void **state)
 {
     fixture_t *f = *state;
@@ -370,6 +412,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_garbage_and_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_locked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secrets_and_meta, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_inbox_reads_what_it_shows, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
