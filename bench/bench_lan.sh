@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # LAN discovery figures on a namespace LAN (root only): start-to-found time of a seeker when
 # its partner already runs (N runs), and when both start together; CPU of a listening probe
-# idle and under floods of random beacons. Prints a table on stderr and JSON lines on stdout.
+# idle and under floods of random beacons; then the real binary: `duet sync --lan` start to
+# done against the partner's daemon, and two connected daemons idle (CPU, RSS; BENCH_IDLE_S).
+# Prints a table on stderr and JSON lines on stdout.
 #   bench/bench_lan.sh [BUILD] [RUNS]
 # Uses the namespace set-up of tests/integration/lan_ns.sh (hosts on a bridge, 10.247.76.x).
 set -euo pipefail
@@ -72,4 +74,43 @@ for rate in 0 1000 10000 50000; do
         "$rate" "$cpu" "$ms" "$recv"
     printf '%-44s %6d/s: %5d ms CPU in %5d ms (%.1f%%), %d datagrams read\n' \
         "listening probe, flood of" "$rate" "$cpu" "$ms" "$(python3 -c "print(100*$cpu/$ms)")" "$recv" >&2
+done
+
+# 4. The real thing: two paired homes, A's daemon (LAN on, an ephemeral port, announcing) on
+# host 1, `duet sync --lan` on host 2 with a new note each time: wall time from the command's
+# start to its exit (discovery, TCP, Noise KK, the sync, the durable commit, the ack).
+DUET=$DUET_BIN_DIR/duet
+"$DUET" --home "$W/ha" init --name A >/dev/null
+"$DUET" --home "$W/hb" init --name B >/dev/null
+"$DUET_BIN_DIR/duet-pairhomes" pair "$W/ha" "$W/hb" >/dev/null
+ip netns exec "$(lan_host 1)" "$DUET" --home "$W/ha" --json daemon >"$W/da.log" 2>&1 &
+DA=$!
+LAN_PIDS+=("$DA")
+for ((i = 0; i < 50; i++)); do grep -qs listening "$W/da.log" && break; sleep 0.1; done
+for ((i = 0; i < runs / 2 + 1; i++)); do
+    "$DUET" --home "$W/hb" note "bench $i" >/dev/null
+    t0=$(date +%s%N)
+    ip netns exec "$(lan_host 2)" "$DUET" --home "$W/hb" sync --lan --timeout 10 >/dev/null 2>&1 ||
+        { echo "bench_lan: sync --lan failed" >&2; exit 1; }
+    echo $((($(date +%s%N) - t0) / 1000))
+done | stats "duet sync --lan, start to done" us
+
+# 5. Both daemons running and connected, idle for BENCH_IDLE_S seconds (60): CPU and RSS.
+ip netns exec "$(lan_host 2)" "$DUET" --home "$W/hb" --json daemon >"$W/db.log" 2>&1 &
+DB=$!
+LAN_PIDS+=("$DB")
+for ((i = 0; i < 100; i++)); do grep -qs partner_online "$W/db.log" && break; sleep 0.1; done
+idle=${BENCH_IDLE_S:-60}
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+a0=$(ticks "$DA"); b0=$(ticks "$DB")
+sleep "$idle"
+a1=$(ticks "$DA"); b1=$(ticks "$DB")
+for who in A B; do
+    if [[ $who == A ]]; then p=$DA; c=$((a1 - a0)); else p=$DB; c=$((b1 - b0)); fi
+    rss=$(awk '/VmRSS/ {print $2}' "/proc/$p/status")
+    cpu_ms=$((c * 1000 / hz))
+    echo "{\"bench\":\"lan\",\"case\":\"daemon idle, partner connected, LAN on\",\"who\":\"$who\",\"seconds\":$idle,\"cpu_ms\":$cpu_ms,\"rss_kib\":$rss}"
+    printf '%-44s %s: %5d ms CPU in %d s, RSS %d KiB (target <= 8192)\n' \
+        "daemon idle, partner connected, LAN on" "$who" "$cpu_ms" "$idle" "$rss" >&2
 done
