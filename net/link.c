@@ -42,7 +42,8 @@ typedef enum {
     LINK_CLOSED,
 } link_state_t;
 
-/* The secrets of a link, in sodium_malloc memory (guarded, locked, wiped by sodium_free). */
+/* The secrets of a link, in sodium_malloc memory (guarded, locked, wiped by sodium_free), or
+ * with heap_secrets inside the link itself (wiped before it is freed). */
 typedef struct link_secrets {
     duet_noise_hs_t hs;
     duet_noise_cs_t tx, rx;
@@ -95,7 +96,8 @@ struct duet_link {
     size_t cork_cap;
     size_t rpos, rend; /* unprocessed input in rbuf */
     char peer[DUET_ADDR_STRLEN];
-    link_secrets_t *sec; /* NULL for raw links */
+    link_secrets_t *sec; /* NULL for raw links; &sec_inline with heap_secrets */
+    link_secrets_t sec_inline;
     duet_frame_reasm_t reasm;
     duet_frame_reader_t reader;
     uint8_t rbuf[LINK_READ_BUF];
@@ -185,8 +187,11 @@ static void link_free(duet_link_t *l)
     }
     if (l->sec != NULL) {
         duet_noise_hs_dispose(&l->sec->hs);
-        sodium_free(l->sec);
+        if (l->sec != &l->sec_inline) {
+            sodium_free(l->sec);
+        }
     }
+    sodium_memzero(&l->sec_inline, sizeof l->sec_inline);
     duet_frame_reasm_dispose(&l->reasm);
     duet_frame_reader_dispose(&l->reader);
     sodium_memzero(l->rbuf, sizeof l->rbuf);
@@ -975,7 +980,7 @@ static duet_err_t link_setup_noise(duet_link_t *l, const duet_link_config_t *cfg
     }
     k.s = cfg->local_static;
     k.rs = cfg->remote_static;
-    l->sec = sodium_malloc(sizeof *l->sec);
+    l->sec = l->opt.heap_secrets ? &l->sec_inline : sodium_malloc(sizeof *l->sec);
     if (l->sec == NULL) {
         return DUET_ENOMEM;
     }

@@ -100,6 +100,13 @@ typedef struct duet_link_options {
     /* Tests only: the protocol version this link speaks instead of DUET_LINK_VERSION
      * (0: DUET_LINK_VERSION). */
     uint16_t test_version;
+    /* Keep the link's secrets (handshake state, transport keys) inside the link's own
+     * memory, wiped with sodium_memzero when the link is freed, instead of sodium_malloc's
+     * guarded and locked pages: those cost two resident pages, four of address space and
+     * four memory mappings per link, which a relay holding tens of thousands of links cannot
+     * afford (vm.max_map_count is 65530). The relay server sets it; devices, with a few
+     * links, do not. */
+    bool heap_secrets;
 } duet_link_options_t;
 
 /* Fill o with the defaults above. */

@@ -807,6 +807,7 @@ duet_err_t duet_relay_server_start(uv_loop_t *loop, const duet_relay_server_opts
     duet_rng_fill(&s->rng, s->ipkey, sizeof s->ipkey);
     duet_relay_bucket_init(&s->logb, 5u * LOG_RATE, uv_now(loop));
     duet_link_options_default(&s->lopt);
+    s->lopt.heap_secrets = true; /* thousands of links: see net/link.h */
     s->lopt.handshake_ms = s->cfg.handshake_timeout_ms;
     s->lopt.idle_ms = s->cfg.idle_timeout_s * 1000u;
     s->lopt.close_ms = CLOSE_MS;
