@@ -337,13 +337,15 @@ int main(int argc, char **argv)
     carry_len = 0;
     double *lat = calloc((size_t)samples, sizeof *lat);
     for (int k = 0; k < samples; k++) {
-        double s0 = bench_now();
         if (duet_store_begin(a) != DUET_OK ||
             duet_outbox_queue(a, DUET_KIND_NOTE, body, blen, 1764160000000ull + (uint64_t)k,
                               NULL) != DUET_OK ||
             duet_store_commit(a) != DUET_OK) {
             return 1;
         }
+        /* From the note committed on A (as `duet note` has it when it returns) to B's daemon
+         * saying it received it, after B's durable commit. */
+        double s0 = bench_now();
         duet_control_kick(ha);
         if (wait_line(pb[0], "\"received\"", 5000, carry, &carry_len) != 0) {
             fprintf(stderr, "bench_sync: note %d not received\n", k);

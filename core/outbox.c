@@ -88,6 +88,27 @@ static duet_err_t ratchet_load(duet_store_t *st, duet_ratchet_t **out)
     return DUET_OK;
 }
 
+/* Load the ratchet into r, memory the caller keeps. r is left clear on failure. */
+static duet_err_t ratchet_load_into(duet_store_t *st, duet_ratchet_t *r)
+{
+    uint8_t *blob = NULL;
+    size_t len = 0;
+    duet_err_t err = duet_store_secret_get(st, "ratchet", &blob, &len);
+    if (err == DUET_ENOENT) {
+        return DUET_ENOTPAIRED;
+    }
+    if (err != DUET_OK) {
+        return err;
+    }
+    if (duet_ratchet_load(r, blob, len) != DUET_OK) {
+        duet_ratchet_clear(r);
+        err = DUET_ECORRUPT;
+    }
+    sodium_memzero(blob, len);
+    free(blob);
+    return err;
+}
+
 static duet_err_t ratchet_save(duet_store_t *st, const duet_ratchet_t *r)
 {
     size_t cap = duet_ratchet_saved_len(r), len;
@@ -500,6 +521,7 @@ void duet_outbox_host_dispose(duet_outbox_host_t *h)
     free(h->pending);
     free(h->prebuf);
     sodium_free(h->plain);
+    duet_ratchet_free(h->ratchet_mem);
     memset(h, 0, sizeof *h);
 }
 
@@ -717,8 +739,14 @@ duet_err_t duet_outbox_recv_begin(duet_outbox_host_t *h)
     if (err != DUET_OK) {
         return err;
     }
-    err = ratchet_load(h->st, &h->ratchet);
+    if (h->ratchet_mem == NULL) {
+        err = duet_ratchet_new(&h->ratchet_mem);
+    }
     if (err == DUET_OK) {
+        err = ratchet_load_into(h->st, h->ratchet_mem);
+    }
+    if (err == DUET_OK) {
+        h->ratchet = h->ratchet_mem;
         err = duet_store_meta_get_u64(h->st, "in_wm", 0, &h->wm);
     }
     if (err == DUET_OK) {
@@ -732,7 +760,7 @@ duet_err_t duet_outbox_recv_begin(duet_outbox_host_t *h)
         }
     }
     if (err != DUET_OK) {
-        duet_ratchet_free(h->ratchet);
+        duet_ratchet_clear(h->ratchet_mem);
         h->ratchet = NULL;
         duet_store_rollback(h->st);
         return err;
@@ -750,7 +778,7 @@ void duet_outbox_recv_abort(duet_outbox_host_t *h)
         return;
     }
     duet_store_rollback(h->st);
-    duet_ratchet_free(h->ratchet);
+    duet_ratchet_clear(h->ratchet_mem);
     h->ratchet = NULL;
     h->batch_open = false;
     h->npending = 0;
@@ -775,7 +803,7 @@ duet_err_t duet_outbox_recv_commit(duet_outbox_host_t *h)
         duet_outbox_recv_abort(h);
         return err;
     }
-    duet_ratchet_free(h->ratchet);
+    duet_ratchet_clear(h->ratchet_mem);
     h->ratchet = NULL;
     h->batch_open = false;
     /* Check-ins: the REVEALs this batch made owed are sealed now, in their own transaction,

@@ -83,6 +83,7 @@ typedef struct duet_outbox_host {
     void *event_ctx;
     /* private */
     struct duet_ratchet *ratchet;        /* loaded for an open receive batch */
+    struct duet_ratchet *ratchet_mem;    /* its memory, kept (cleared) between batches */
     uint8_t my_pk[32], partner_pk[32];
     uint8_t *envbuf;                     /* outbox_next's result */
     size_t envbuf_cap;

@@ -447,6 +447,13 @@ static void reset(duet_ratchet_t *r)
     r->ready = false;
 }
 
+void duet_ratchet_clear(duet_ratchet_t *r)
+{
+    if (r != NULL) {
+        reset(r);
+    }
+}
+
 duet_err_t duet_ratchet_init_alice(duet_ratchet_t *r, const uint8_t sk[static 32],
                                    const uint8_t hk_a[static 32], const uint8_t nhk_b[static 32],
                                    const uint8_t a0_priv[static 32],

@@ -97,6 +97,10 @@ duet_err_t duet_ratchet_new(duet_ratchet_t **out) DUET_MUST_CHECK;
 /* Wipe and free. NULL is a no-op. */
 void duet_ratchet_free(duet_ratchet_t *r);
 
+/* Wipe the state, keeping the memory for the next duet_ratchet_load (a caller that loads
+ * one per batch spares itself an mmap, mlock, munlock and munmap of the block each time). */
+void duet_ratchet_clear(duet_ratchet_t *r);
+
 /*
  * Initialise as Alice, the pairing initiator. Pairing gave both sides the root key sk, the
  * header keys hk_a and nhk_b, and each side's first ratchet key pair; Alice holds a0_priv

@@ -36,6 +36,7 @@ struct duet_store {
         sqlite3_stmt *stmt;
     } cache[STMT_CACHE];
     size_t ncache;
+    uint64_t wal_pages; /* with deferred checkpoints: the log's size, as the last commit saw */
 };
 
 /* ---- schema --------------------------------------------------------------------------- */
@@ -471,6 +472,32 @@ bool duet_store_has_passphrase(const char *home)
 }
 
 /* ---- opening -------------------------------------------------------------------------- */
+
+static int wal_hook(void *ctx, sqlite3 *db, const char *name, int pages)
+{
+    duet_store_t *st = ctx;
+    (void)db;
+    (void)name;
+    st->wal_pages = pages > 0 ? (uint64_t)pages : 0;
+    return SQLITE_OK;
+}
+
+void duet_store_defer_checkpoints(duet_store_t *st)
+{
+    sqlite3_wal_hook(st->db, wal_hook, st); /* replaces the automatic checkpoint */
+}
+
+uint64_t duet_store_wal_pages(const duet_store_t *st)
+{
+    return st->wal_pages;
+}
+
+duet_err_t duet_store_checkpoint(duet_store_t *st)
+{
+    int rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    st->wal_pages = 0;
+    return rc == SQLITE_OK || rc == SQLITE_BUSY ? DUET_OK : duet_store_rc(st, rc);
+}
 
 duet_err_t duet_store_exec(duet_store_t *st, const char *sql)
 {

@@ -95,6 +95,20 @@ duet_err_t duet_store_begin(duet_store_t *st) DUET_MUST_CHECK;
 duet_err_t duet_store_commit(duet_store_t *st) DUET_MUST_CHECK;
 void duet_store_rollback(duet_store_t *st);
 
+/*
+ * Checkpoints off the commit path (the daemon): SQLite checkpoints the write-ahead log from
+ * inside the commit that takes it past 1000 pages, which adds the copy and an fsync of the
+ * database file to that commit. After duet_store_defer_checkpoints, commits never
+ * checkpoint; duet_store_wal_pages says how large the log has grown since the last
+ * checkpoint, and the caller runs duet_store_checkpoint (PASSIVE: it waits for no reader or
+ * writer) when it has nothing more urgent to do. Other processes on the same home keep
+ * checkpointing as usual.
+ */
+void duet_store_defer_checkpoints(duet_store_t *st);
+uint64_t duet_store_wal_pages(const duet_store_t *st);
+duet_err_t duet_store_checkpoint(duet_store_t *st) DUET_MUST_CHECK;
+#define DUET_STORE_CHECKPOINT_PAGES 1000u /* SQLite's own default */
+
 /* Run SQL without results (schema, pragmas). */
 duet_err_t duet_store_exec(duet_store_t *st, const char *sql) DUET_MUST_CHECK;
 

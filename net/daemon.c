@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <sodium.h>
+#include <sqlite3.h>
 
 #include "checkin.h"
 #include "control.h"
@@ -59,6 +60,8 @@ struct duet_daemon {
     uint64_t voice_backoff_ms;
     uv_timer_t due;              /* the next check-in instance falling due */
     uv_prepare_t tick;           /* flushes the owner's buffered events each iteration */
+    uv_check_t ckpt_check;       /* after each iteration's I/O: is a checkpoint due? */
+    uv_timer_t ckpt;             /* runs it at the start of the next iteration */
     uint64_t due_after_ms;       /* reminder cursor: (time, instance) already announced */
     uint8_t due_after_inst[DUET_CHECKIN_ID_BYTES];
     bool due_has_inst;
@@ -605,6 +608,9 @@ static void stop(duet_daemon_t *d)
     uv_timer_stop(&d->voice_retry);
     uv_close((uv_handle_t *)&d->voice_retry, NULL);
     uv_close((uv_handle_t *)&d->tick, NULL);
+    uv_timer_stop(&d->ckpt);
+    uv_close((uv_handle_t *)&d->ckpt, NULL);
+    uv_close((uv_handle_t *)&d->ckpt_check, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     if (d->server_live) {
@@ -633,6 +639,31 @@ static void stop(duet_daemon_t *d)
     if (d->voice != NULL) {
         duet_voiceway_stop(d->voice);
         d->voice = NULL;
+    }
+}
+
+/* Checkpoints off the commit path (core/store.h): a commit that grew the log past the mark
+ * does not checkpoint; after this iteration's I/O (the sessions have sent their ACKs in their
+ * own check callbacks by then), a zero timer runs it first thing in the next iteration, after
+ * the events of this one are out. */
+static void on_ckpt(uv_timer_t *t)
+{
+    duet_daemon_t *d = t->data;
+    if (d->o.on_tick != NULL) {
+        d->o.on_tick(d->o.ctx);
+    }
+    if (sqlite3_get_autocommit(duet_store_db(d->st)) &&
+        duet_store_checkpoint(d->st) != DUET_OK) {
+        logf_(d, "checkpoint of the store failed; it is tried again after the next commits");
+    }
+}
+
+static void on_ckpt_check(uv_check_t *h)
+{
+    duet_daemon_t *d = h->data;
+    if (!d->stopping && duet_store_wal_pages(d->st) >= DUET_STORE_CHECKPOINT_PAGES &&
+        !uv_is_active((uv_handle_t *)&d->ckpt)) {
+        uv_timer_start(&d->ckpt, on_ckpt, 0, 0);
     }
 }
 
@@ -751,6 +782,12 @@ duet_err_t duet_daemon_run(uv_loop_t *loop, duet_store_t *st, const duet_daemon_
     uv_prepare_init(loop, &d->tick);
     d->tick.data = d;
     uv_prepare_start(&d->tick, on_tick);
+    duet_store_defer_checkpoints(st);
+    uv_timer_init(loop, &d->ckpt);
+    d->ckpt.data = d;
+    uv_check_init(loop, &d->ckpt_check);
+    d->ckpt_check.data = d;
+    uv_check_start(&d->ckpt_check, on_ckpt_check);
     /* Reminders for what fell due in the last day too, then for each new one. */
     d->due_after_ms = duet_wallclock_ms(NULL) - 24u * 3600u * 1000u;
     uv_signal_init(loop, &d->sigint);
