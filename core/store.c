@@ -487,6 +487,11 @@ void duet_store_defer_checkpoints(duet_store_t *st)
     sqlite3_wal_hook(st->db, wal_hook, st); /* replaces the automatic checkpoint */
 }
 
+void duet_store_release_memory(duet_store_t *st)
+{
+    (void)sqlite3_db_release_memory(st->db);
+}
+
 uint64_t duet_store_wal_pages(const duet_store_t *st)
 {
     return st->wal_pages;

@@ -105,6 +105,10 @@ void duet_store_rollback(duet_store_t *st);
  * checkpointing as usual.
  */
 void duet_store_defer_checkpoints(duet_store_t *st);
+
+/* Give back the page cache of st's connection (sqlite3_db_release_memory): for a daemon
+ * that has gone quiet after a large sync. The next statements read from the OS again. */
+void duet_store_release_memory(duet_store_t *st);
 uint64_t duet_store_wal_pages(const duet_store_t *st);
 duet_err_t duet_store_checkpoint(duet_store_t *st) DUET_MUST_CHECK;
 #define DUET_STORE_CHECKPOINT_PAGES 1000u /* SQLite's own default */

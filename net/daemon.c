@@ -3,6 +3,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -62,6 +65,7 @@ struct duet_daemon {
     uv_prepare_t tick;           /* flushes the owner's buffered events each iteration */
     uv_check_t ckpt_check;       /* after each iteration's I/O: is a checkpoint due? */
     uv_timer_t ckpt;             /* runs it at the start of the next iteration */
+    uv_timer_t quiet;            /* DUET_DAEMON_QUIET_MS after the last sync: give memory back */
     uint64_t due_after_ms;       /* reminder cursor: (time, instance) already announced */
     uint8_t due_after_inst[DUET_CHECKIN_ID_BYTES];
     bool due_has_inst;
@@ -206,6 +210,7 @@ static void announce_pause(duet_daemon_t *d, const uint8_t id[DUET_ITEM_ID_BYTES
 /* ---- sessions ------------------------------------------------------------------------- */
 
 static void schedule_reconnect(duet_daemon_t *d, bool soon);
+static void quiet_later(duet_daemon_t *d);
 
 static slot_t *slot_of(duet_daemon_t *d, duet_session_t *s)
 {
@@ -286,6 +291,7 @@ static void s_event(duet_session_t *s, void *ctx, duet_outbox_event_t ev,
 static void s_done(duet_session_t *s, void *ctx)
 {
     duet_daemon_t *d = ctx;
+    quiet_later(d);
     emit(d, "{\"event\":\"synced\",\"sent\":%llu,\"received\":%llu}",
          (unsigned long long)duet_session_items_sent(s),
          (unsigned long long)duet_session_items_received(s));
@@ -550,6 +556,7 @@ static void relay_progress(duet_relay_client_t *c, void *ctx,
 {
     (void)c;
     (void)counts;
+    quiet_later(ctx);
     voice_poke(ctx);
 }
 
@@ -611,6 +618,8 @@ static void stop(duet_daemon_t *d)
     uv_timer_stop(&d->ckpt);
     uv_close((uv_handle_t *)&d->ckpt, NULL);
     uv_close((uv_handle_t *)&d->ckpt_check, NULL);
+    uv_timer_stop(&d->quiet);
+    uv_close((uv_handle_t *)&d->quiet, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     if (d->server_live) {
@@ -645,7 +654,9 @@ static void stop(duet_daemon_t *d)
 /* Checkpoints off the commit path (core/store.h): a commit that grew the log past the mark
  * does not checkpoint; after this iteration's I/O (the sessions have sent their ACKs in their
  * own check callbacks by then), a zero timer runs it first thing in the next iteration, after
- * the events of this one are out. */
+ * the events of this one are out. (A second connection checkpointing on the thread pool was
+ * tried: on two cores its fsyncs and CPU slowed every commit of the loop more than the
+ * occasional checkpoint on the loop costs.) */
 static void on_ckpt(uv_timer_t *t)
 {
     duet_daemon_t *d = t->data;
@@ -655,6 +666,26 @@ static void on_ckpt(uv_timer_t *t)
     if (sqlite3_get_autocommit(duet_store_db(d->st)) &&
         duet_store_checkpoint(d->st) != DUET_OK) {
         logf_(d, "checkpoint of the store failed; it is tried again after the next commits");
+    }
+}
+
+/* Quiet for a while after syncing (a large sync leaves the page cache and the heap at their
+ * peak): give the memory back, so that an idle daemon stays small. */
+static void on_quiet(uv_timer_t *t)
+{
+    duet_daemon_t *d = t->data;
+    if (sqlite3_get_autocommit(duet_store_db(d->st))) {
+        duet_store_release_memory(d->st);
+    }
+#ifdef __GLIBC__
+    (void)malloc_trim(0);
+#endif
+}
+
+static void quiet_later(duet_daemon_t *d)
+{
+    if (!d->stopping) {
+        uv_timer_start(&d->quiet, on_quiet, DUET_DAEMON_QUIET_MS, 0);
     }
 }
 
@@ -785,6 +816,8 @@ duet_err_t duet_daemon_run(uv_loop_t *loop, duet_store_t *st, const duet_daemon_
     duet_store_defer_checkpoints(st);
     uv_timer_init(loop, &d->ckpt);
     d->ckpt.data = d;
+    uv_timer_init(loop, &d->quiet);
+    d->quiet.data = d;
     uv_check_init(loop, &d->ckpt_check);
     d->ckpt_check.data = d;
     uv_check_start(&d->ckpt_check, on_ckpt_check);

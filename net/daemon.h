@@ -21,6 +21,7 @@
 
 #define DUET_DAEMON_BACKOFF_MIN_MS 500u
 #define DUET_DAEMON_BACKOFF_MAX_MS 60000u
+#define DUET_DAEMON_QUIET_MS       2000u /* after the last sync: memory given back */
 
 typedef struct duet_daemon duet_daemon_t;
 
