@@ -93,6 +93,7 @@ for ((i = 0; i < runs / 2 + 1; i++)); do
     ip netns exec "$(lan_host 2)" "$DUET" --home "$W/hb" sync --lan --timeout 10 >/dev/null 2>&1 ||
         { echo "bench_lan: sync --lan failed" >&2; exit 1; }
     echo $((($(date +%s%N) - t0) / 1000))
+    sleep 0.5   # the daemon answers queries from one source at most every 500 ms
 done | stats "duet sync --lan, start to done" us
 
 # 5. Both daemons running and connected, idle for BENCH_IDLE_S seconds (60): CPU and RSS.

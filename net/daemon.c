@@ -692,7 +692,10 @@ static void quiet_later(duet_daemon_t *d)
 static void on_ckpt_check(uv_check_t *h)
 {
     duet_daemon_t *d = h->data;
+    /* Not while a batch is open across iterations (relay_sync keeps one open while it waits
+     * for the relay): the zero timer would keep the loop from ever blocking. */
     if (!d->stopping && duet_store_wal_pages(d->st) >= DUET_STORE_CHECKPOINT_PAGES &&
+        sqlite3_get_autocommit(duet_store_db(d->st)) &&
         !uv_is_active((uv_handle_t *)&d->ckpt)) {
         uv_timer_start(&d->ckpt, on_ckpt, 0, 0);
     }

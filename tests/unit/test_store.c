@@ -367,6 +367,31 @@ static void test_inbox_reads_what_it_shows(void **state)
     duet_store_close(st);
 }
 
+/*
+ * Deferred checkpoints (the daemon): commits past SQLite's 1000-page mark do not checkpoint,
+ * the log's size is reported, and one checkpoint takes it all, after which the log starts
+ * again from its beginning.
+ */
+static void test_deferred_checkpoints(void **state)
+{
+    fixture_t *f = *state;
+    duet_store_t *st;
+    assert_int_equal(duet_store_create(f->home, &f->opts, &st), DUET_OK);
+    duet_store_defer_checkpoints(st);
+    for (int i = 0; i < 2000 && duet_store_wal_pages(st) < DUET_STORE_CHECKPOINT_PAGES + 50;
+         i++) {
+        add_note(st, "a line of the day, long enough to take some room on its page", NULL);
+    }
+    assert_true(duet_store_wal_pages(st) >= DUET_STORE_CHECKPOINT_PAGES + 50);
+    assert_int_equal(duet_store_checkpoint(st), DUET_OK);
+    assert_int_equal(duet_store_wal_pages(st), 0);
+    add_note(st, "after the checkpoint", NULL);
+    assert_true(duet_store_wal_pages(st) > 0);
+    assert_true(duet_store_wal_pages(st) < 20); /* the log restarted */
+    assert_true(count_items(st) > 100);
+    duet_store_close(st);
+}
+
 static void test_secrets_and_meta(void **state)
 {
     fixture_t *f = *state;
@@ -413,6 +438,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_locked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secrets_and_meta, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inbox_reads_what_it_shows, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deferred_checkpoints, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
