@@ -85,15 +85,16 @@ if has checkin; then
     run harbor checkin accept "$ritual"
     run river sync --connect "127.0.0.1:$hp" >/dev/null
     inst=$("$DUET" --home "$W/river" --json checkin due | python3 -c 'import json,sys; print(json.loads(sys.stdin.read().splitlines()[0])["instance"])')
-    answers() { "$DUET" --home "$W/river" --json checkin due | python3 -c '
+    # answers WHO SCALE TEXT: WHO's answers to the questions of the instance due for WHO.
+    answers() { "$DUET" --home "$W/$1" --json checkin due | python3 -c '
 import json, sys
-d = json.loads(sys.stdin.read().splitlines()[0])
-print(json.dumps({q["id"]: (int(sys.argv[1]) if q["type"] == "scale" else sys.argv[2]) for q in d["questions"]}))' "$@"; }
-    answers 4 "Your laugh on Tuesday." | run river checkin answer "$inst" --answers -
+d = [x for x in map(json.loads, sys.stdin.read().splitlines()) if x["instance"] == sys.argv[1]][0]
+print(json.dumps({q["id"]: (int(sys.argv[2]) if q["type"] == "scale" else sys.argv[3]) for q in d["questions"]}))' "$inst" "$2" "$3"; }
+    answers river 4 "Your laugh on Tuesday." | run river checkin answer "$inst" --answers -
     run river sync --connect "127.0.0.1:$hp" >/dev/null
     say "Harbor sees that River answered, but cannot read it before answering too:"
     run harbor checkin show "$inst"
-    answers 3 "The short walks together." | run harbor checkin answer "$inst" --answers -
+    answers harbor 3 "The short walks together." | run harbor checkin answer "$inst" --answers -
     run river sync --connect "127.0.0.1:$hp" >/dev/null
     run river sync --connect "127.0.0.1:$hp" >/dev/null
     run river checkin show "$inst"
@@ -117,13 +118,49 @@ if has relay; then
     run harbor inbox --limit 1
 fi
 
-if [[ $(id -u) == 0 ]] && command -v ip >/dev/null && [[ -f ../shared/acceptance/05-lan.sh ]]; then
-    step "On a LAN with no address: two network namespaces find each other by beacons"
-    bash ../shared/acceptance/05-lan.sh
+# The LAN part: two network namespaces of this machine joined by a veth pair stand for two
+# phones on one Wi-Fi (test-only addresses 10.247.75.1-2, inside the namespaces only).
+NA=duet-demo-a-$$ NB=duet-demo-b-$$ VA=ddva$$ VB=ddvb$$
+lan_down() { ip netns del "$NA" 2>/dev/null || true; ip netns del "$NB" 2>/dev/null || true
+             ip link del "$VA" 2>/dev/null || true; }
+lan_up() {
+    ip netns add "$NA" 2>/dev/null || return 1
+    ip netns add "$NB" && ip link add "$VA" type veth peer name "$VB" &&
+        ip link set "$VA" netns "$NA" && ip link set "$VB" netns "$NB" &&
+        ip -n "$NA" addr add 10.247.75.1/24 dev "$VA" && ip -n "$NB" addr add 10.247.75.2/24 dev "$VB" &&
+        ip -n "$NA" link set lo up && ip -n "$NB" link set lo up &&
+        ip -n "$NA" link set "$VA" up multicast on && ip -n "$NB" link set "$VB" up multicast on &&
+        ip -n "$NA" route add 224.0.0.0/4 dev "$VA" && ip -n "$NB" route add 224.0.0.0/4 dev "$VB"
+}
+# lan WHO NS ARGS...: a command on WHO's device, inside its namespace.
+lan() { local who=$1 ns=$2; shift 2; printf '%s%s$ duet %s%s\n' "$D" "$who" "$*" "$R"
+        ip netns exec "$ns" "$DUET" --home "$W/$who" "$@"; }
+if [[ $(id -u) == 0 ]] && command -v ip >/dev/null && lan_up; then
+    trap 'cleanup; lan_down' EXIT
+    step "At home on one Wi-Fi, no address anywhere: pairing and syncing by LAN discovery"
+    say "(two network namespaces of this machine stand for two phones on one network)"
+    lan river-home "$NA" init --name River >/dev/null
+    lan harbor-home "$NB" init --name Harbor >/dev/null
+    printf '%sriver-home$ duet pair%s\n' "$D" "$R"
+    ip netns exec "$NA" "$DUET" --home "$W/river-home" pair --timeout 60 >"$W/lanpair.log" 2>&1 &
+    PIDS+=($!)
+    lanpair=$!
+    wait_for "$W/lanpair.log" "pairing code"
+    cat "$W/lanpair.log"
+    code=$(grep -o '[0-9]*-[a-z]*-[a-z]*' "$W/lanpair.log" | head -1)
+    lan harbor-home "$NB" pair "$code"
+    wait "$lanpair"
+    printf '%sharbor-home$ duet daemon%s\n' "$D" "$R"
+    ip netns exec "$NB" "$DUET" --home "$W/harbor-home" daemon >"$W/landaemon.log" 2>&1 &
+    PIDS+=($!)
+    wait_for "$W/landaemon.log" "listening"
+    lan river-home "$NA" note "Found you without an address."
+    lan river-home "$NA" sync --lan --timeout 30
+    lan harbor-home "$NB" inbox --peek
 else
     step "LAN discovery"
-    say "skipped here: it needs root to make two network namespaces (the LAN test in make test"
-    say "runs it as root); on a real home network just run 'duet pair' and 'duet daemon'."
+    say "skipped here: it needs root to make two network namespaces (make test runs the LAN"
+    say "tests as root); on a real home network just run 'duet pair' and 'duet daemon'."
 fi
 
 step "Done"
