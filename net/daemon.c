@@ -428,23 +428,28 @@ static void on_reconnect(uv_timer_t *t)
     try_connect(t->data);
 }
 
+/* The next wait of a back-off (DUET_DAEMON_BACKOFF_MIN_MS doubling to ..._MAX_MS; reset
+ * starts again from the least), with jitter: a uniform delay in [backoff/2, backoff], so two
+ * daemons that lost each other at the same moment do not retry in lockstep. */
+static uint64_t backoff_next(uint64_t *ms, bool reset)
+{
+    if (reset || *ms == 0) {
+        *ms = DUET_DAEMON_BACKOFF_MIN_MS;
+    } else {
+        *ms *= 2;
+        if (*ms > DUET_DAEMON_BACKOFF_MAX_MS) {
+            *ms = DUET_DAEMON_BACKOFF_MAX_MS;
+        }
+    }
+    return *ms / 2 + randombytes_uniform((uint32_t)(*ms / 2 + 1));
+}
+
 static void schedule_reconnect(duet_daemon_t *d, bool soon)
 {
     if (d->stopping) {
         return;
     }
-    if (soon || d->backoff_ms == 0) {
-        d->backoff_ms = DUET_DAEMON_BACKOFF_MIN_MS;
-    } else {
-        d->backoff_ms *= 2;
-        if (d->backoff_ms > DUET_DAEMON_BACKOFF_MAX_MS) {
-            d->backoff_ms = DUET_DAEMON_BACKOFF_MAX_MS;
-        }
-    }
-    /* Jitter: a uniform delay in [backoff/2, backoff], so two daemons that lost each other
-     * at the same moment do not retry in lockstep. */
-    uint64_t wait = d->backoff_ms / 2 + randombytes_uniform((uint32_t)(d->backoff_ms / 2 + 1));
-    uv_timer_start(&d->reconnect, on_reconnect, wait, 0);
+    uv_timer_start(&d->reconnect, on_reconnect, backoff_next(&d->backoff_ms, soon), 0);
 }
 
 /* ---- the relay -------------------------------------------------------------------------- */
@@ -489,17 +494,8 @@ static void voice_retry_later(duet_daemon_t *d, bool progress)
     if (d->stopping) {
         return;
     }
-    if (progress || d->voice_backoff_ms == 0) {
-        d->voice_backoff_ms = DUET_DAEMON_BACKOFF_MIN_MS;
-    } else {
-        d->voice_backoff_ms *= 2;
-        if (d->voice_backoff_ms > DUET_DAEMON_BACKOFF_MAX_MS) {
-            d->voice_backoff_ms = DUET_DAEMON_BACKOFF_MAX_MS;
-        }
-    }
-    uint64_t wait = d->voice_backoff_ms / 2 +
-                    randombytes_uniform((uint32_t)(d->voice_backoff_ms / 2 + 1));
-    uv_timer_start(&d->voice_retry, on_voice_retry, wait, 0);
+    uv_timer_start(&d->voice_retry, on_voice_retry, backoff_next(&d->voice_backoff_ms, progress),
+                   0);
 }
 
 static void voice_done(duet_voiceway_t *w, void *ctx, duet_err_t err, duet_err_t upload_err,
