@@ -559,6 +559,36 @@ static long max_rss_kib(void)
 }
 
 /* Runs first, so that the peak resident size it measures is its own. */
+/* The disk fills while sealing (RLIMIT_FSIZE stands for it), with the hashing helper running:
+ * a clear error, no sealed file and no temporary left; sealing again with room works, and its
+ * id is the hash of the file. */
+static void test_seal_write_failure(void **state)
+{
+    fixture_t *fx = *state;
+    size_t len = 20 * 65536 + 5;
+    uint8_t *plain = random_bytes(fx, len);
+    write_file(fx->in, plain, len);
+    unlink(fx->sealed);
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = 7 * 65536; /* chunk 7 does not fit */
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    duet_blob_ref_t ref;
+    duet_err_t err = duet_blob_seal(fx->in, fx->sealed, fx->rng, &ref);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, prev);
+    assert_int_equal(err, DUET_EIO);
+    assert_int_equal(access(fx->sealed, F_OK), -1);
+    assert_no_tmp(fx);
+    assert_int_equal(duet_blob_seal(fx->in, fx->sealed, fx->rng, &ref), DUET_OK);
+    uint8_t id[32];
+    hash_file(fx->sealed, id);
+    assert_memory_equal(id, ref.id, 32);
+    free(plain);
+}
+
 static void test_limit_and_flat_memory(void **state)
 {
     fixture_t *fx = *state;
@@ -921,6 +951,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_extension, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tag_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seal_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seal_write_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receiver_random_splits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receiver_rejects_bad_chunk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receiver_resume_after_crash, setup, teardown),
