@@ -3,8 +3,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
-#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -271,7 +269,6 @@ typedef struct blob_work {
     uint8_t key[DUET_BLOB_KEY_BYTES];
     uint8_t plain[DUET_BLOB_CHUNK];
     uint8_t sealed[UNIT_MAX];
-    uint8_t sealed2[UNIT_MAX]; /* sealing: the other half of the double buffer */
 } blob_work_t;
 
 static blob_work_t *work_new(void)
@@ -324,77 +321,6 @@ static duet_err_t seal_check_distinct(int in, const char *out_path)
     return DUET_OK;
 }
 
-/*
- * The blob id is BLAKE2b-256 over the sealed bytes, which costs about as much as sealing
- * them. A helper thread hashes each sealed chunk while the next is read, encrypted and
- * written, through a double buffer: on two cores sealing then takes about as long as raw
- * secretstream from file to file (bench_crypto). The thread touches only the hash state and
- * the sealed bytes handed to it, and is joined before seal_stream returns, whatever
- * happened; if it cannot be started, the caller's thread hashes as it goes.
- */
-typedef struct hasher {
-    pthread_t th;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    crypto_generichash_state *hash;
-    const uint8_t *buf[2];
-    size_t len[2];
-    bool full[2]; /* buf[i] holds bytes not hashed yet */
-    bool stop;    /* nothing more comes */
-} hasher_t;
-
-static void *hasher_main(void *arg)
-{
-    hasher_t *h = arg;
-    for (int slot = 0;; slot ^= 1) {
-        pthread_mutex_lock(&h->mu);
-        while (!h->full[slot] && !h->stop) {
-            pthread_cond_wait(&h->cv, &h->mu);
-        }
-        if (!h->full[slot]) {
-            pthread_mutex_unlock(&h->mu); /* stopped, everything handed over is hashed */
-            return NULL;
-        }
-        pthread_mutex_unlock(&h->mu);
-        crypto_generichash_update(h->hash, h->buf[slot], h->len[slot]);
-        pthread_mutex_lock(&h->mu);
-        h->full[slot] = false;
-        pthread_cond_broadcast(&h->cv);
-        pthread_mutex_unlock(&h->mu);
-    }
-}
-
-/* Wait until the helper is done with buffer slot (so that it may be filled again). */
-static void hasher_wait_free(hasher_t *h, int slot)
-{
-    pthread_mutex_lock(&h->mu);
-    while (h->full[slot]) {
-        pthread_cond_wait(&h->cv, &h->mu);
-    }
-    pthread_mutex_unlock(&h->mu);
-}
-
-static void hasher_give(hasher_t *h, int slot, const uint8_t *buf, size_t len)
-{
-    pthread_mutex_lock(&h->mu);
-    h->buf[slot] = buf;
-    h->len[slot] = len;
-    h->full[slot] = true;
-    pthread_cond_broadcast(&h->cv);
-    pthread_mutex_unlock(&h->mu);
-}
-
-static void hasher_join(hasher_t *h)
-{
-    pthread_mutex_lock(&h->mu);
-    h->stop = true;
-    pthread_cond_broadcast(&h->cv);
-    pthread_mutex_unlock(&h->mu);
-    pthread_join(h->th, NULL);
-    pthread_cond_destroy(&h->cv);
-    pthread_mutex_destroy(&h->mu);
-}
-
 /* Encrypt the input chunk by chunk into out, hashing what is written. */
 static duet_err_t seal_stream(blob_work_t *w, int in, int out, uint64_t size)
 {
@@ -405,51 +331,22 @@ static duet_err_t seal_stream(blob_work_t *w, int in, int out, uint64_t size)
         return err;
     }
     crypto_generichash_update(&w->hash, w->sealed, DUET_BLOB_HEADER_BYTES);
-    hasher_t h;
-    memset(&h, 0, sizeof h);
-    h.hash = &w->hash;
-    bool helper = n > 1 && pthread_mutex_init(&h.mu, NULL) == 0;
-    if (helper && pthread_cond_init(&h.cv, NULL) != 0) {
-        pthread_mutex_destroy(&h.mu);
-        helper = false;
-    }
-    if (helper && pthread_create(&h.th, NULL, hasher_main, &h) != 0) {
-        pthread_cond_destroy(&h.cv);
-        pthread_mutex_destroy(&h.mu);
-        helper = false;
-    }
-    uint8_t *bufs[2] = {w->sealed, w->sealed2};
     for (uint64_t i = 0; i < n; i++) {
-        int slot = (int)(i & 1u);
-        uint8_t *sealed = helper ? bufs[slot] : w->sealed;
         size_t want = duet_blob_chunk_sealed_len(size, i) - DUET_BLOB_ABYTES;
         unsigned long long clen = 0;
         err = seal_read_chunk(in, w->plain, want, i * DUET_BLOB_CHUNK);
         if (err != DUET_OK) {
-            break;
+            return err;
         }
-        if (helper) {
-            hasher_wait_free(&h, slot);
-        }
-        crypto_secretstream_xchacha20poly1305_push(&w->st, sealed, &clen, w->plain, want, NULL,
+        crypto_secretstream_xchacha20poly1305_push(&w->st, w->sealed, &clen, w->plain, want, NULL,
                                                    0, expected_tag(i, n));
         sodium_memzero(w->plain, want);
-        err = pwrite_full(out, sealed, (size_t)clen, off);
+        err = pwrite_full(out, w->sealed, (size_t)clen, off);
         if (err != DUET_OK) {
-            break;
+            return err;
         }
-        if (helper) {
-            hasher_give(&h, slot, sealed, (size_t)clen);
-        } else {
-            crypto_generichash_update(&w->hash, sealed, clen);
-        }
+        crypto_generichash_update(&w->hash, w->sealed, clen);
         off += clen;
-    }
-    if (helper) {
-        hasher_join(&h); /* after this, w->hash has every chunk handed over */
-    }
-    if (err != DUET_OK) {
-        return err;
     }
     /* The input must end where fstat said: a byte past it means it grew while we read. */
     size_t got;

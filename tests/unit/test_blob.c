@@ -559,9 +559,8 @@ static long max_rss_kib(void)
 }
 
 /* Runs first, so that the peak resident size it measures is its own. */
-/* The disk fills while sealing (RLIMIT_FSIZE stands for it), with the hashing helper running:
- * a clear error, no sealed file and no temporary left; sealing again with room works, and its
- * id is the hash of the file. */
+/* The disk fills while sealing (RLIMIT_FSIZE stands for it): a clear error, no sealed file
+ * and no temporary left; sealing again with room works, and its id is the hash of the file. */
 static void test_seal_write_failure(void **state)
 {
     fixture_t *fx = *state;
