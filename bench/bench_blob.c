@@ -47,56 +47,7 @@ static const char *duet;
 
 static pid_t spawn(const char *home, char *const extra[], int out_fd)
 {
-    char *argv[16];
-    int n = 0;
-    argv[n++] = (char *)duet;
-    argv[n++] = "--home";
-    argv[n++] = (char *)home;
-    argv[n++] = "--json";
-    for (int i = 0; extra[i] != NULL; i++) {
-        argv[n++] = extra[i];
-    }
-    argv[n] = NULL;
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (out_fd >= 0) {
-            dup2(out_fd, 1);
-        } else if (freopen("/dev/null", "w", stdout) == NULL) {
-            _exit(127);
-        }
-        execv(duet, argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-static int free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof a;
-    bind(s, (struct sockaddr *)&a, sizeof a);
-    getsockname(s, (struct sockaddr *)&a, &l);
-    close(s);
-    return ntohs(a.sin_port);
-}
-
-static long proc_kib(pid_t pid, const char *field)
-{
-    char path[64], line[256];
-    long v = -1;
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        return -1;
-    }
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, field, strlen(field)) == 0) {
-            v = strtol(line + strlen(field) + 1, NULL, 10);
-        }
-    }
-    fclose(f);
-    return v;
+    return bench_spawn_duet(duet, home, extra, out_fd);
 }
 
 /* Wait until the file at path contains needle (the daemon's JSON Lines). */
@@ -270,7 +221,7 @@ static int run_case(const char *dir, int tag, size_t mib, int count, bool a_send
 
     snprintf(log, sizeof log, "%s/daemon-%d.log", dir, tag);
     int lf = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
-    snprintf(listen, sizeof listen, "127.0.0.1:%d", free_port());
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", bench_free_port());
     char *dargs[] = {"daemon", "--listen", listen, "--no-lan", NULL};
     pid_t db = spawn(hb, dargs, lf);
     close(lf);
@@ -287,7 +238,7 @@ static int run_case(const char *dir, int tag, size_t mib, int count, bool a_send
     wait4(ps, &status, 0, &ru);
     out->seconds = bench_now() - t0;
     out->sync_kib = ru.ru_maxrss;
-    out->daemon_kib = proc_kib(db, "VmHWM:");
+    out->daemon_kib = bench_proc_kib(db, "VmHWM:");
     out->daemon_cpu = proc_cpu(db) - d0;
     out->sync_cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
                     (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;

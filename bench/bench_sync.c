@@ -45,56 +45,7 @@ static char *dir;
 
 static pid_t spawn(const char *home, char *const extra[], int out_fd)
 {
-    char *argv[16];
-    int n = 0;
-    argv[n++] = (char *)duet;
-    argv[n++] = "--home";
-    argv[n++] = (char *)home;
-    argv[n++] = "--json";
-    for (int i = 0; extra[i] != NULL; i++) {
-        argv[n++] = extra[i];
-    }
-    argv[n] = NULL;
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (out_fd >= 0) {
-            dup2(out_fd, 1);
-        } else if (freopen("/dev/null", "w", stdout) == NULL) {
-            _exit(127);
-        }
-        execv(duet, argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-static int free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof a;
-    bind(s, (struct sockaddr *)&a, sizeof a);
-    getsockname(s, (struct sockaddr *)&a, &l);
-    close(s);
-    return ntohs(a.sin_port);
-}
-
-static long proc_kib(pid_t pid, const char *field)
-{
-    char path[64], line[256];
-    long v = -1;
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        return -1;
-    }
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, field, strlen(field)) == 0) {
-            v = strtol(line + strlen(field) + 1, NULL, 10);
-        }
-    }
-    fclose(f);
-    return v;
+    return bench_spawn_duet(duet, home, extra, out_fd);
 }
 
 /* Read lines from fd (a file the daemon appends to; a pipe could fill up and stall it)
@@ -280,7 +231,7 @@ int main(int argc, char **argv)
     if (pb[0] < 0 || pb[1] < 0) {
         return 1;
     }
-    int port = free_port();
+    int port = bench_free_port();
     char listen[64];
     snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
     char *dargs[] = {"daemon", "--listen", listen, "--no-lan", NULL};
@@ -304,7 +255,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_sync: sync failed\n");
         return 1;
     }
-    long daemon_peak = proc_kib(db, "VmHWM:");
+    long daemon_peak = bench_proc_kib(db, "VmHWM:");
     bench_report("sync", "notes synced over loopback (2 processes)", (double)notes / ts,
                  "notes/s");
     double tf = floor_time(notes, 512);
@@ -363,7 +314,7 @@ int main(int argc, char **argv)
     /* 4. Idle: after the daemon's quiet delay (net/daemon.h), when it has given back what
      * the sync and the latency run used. */
     sleep(3);
-    bench_report("sync", "idle daemon RSS", (double)proc_kib(db, "VmRSS:") / 1024.0, "MiB");
+    bench_report("sync", "idle daemon RSS", (double)bench_proc_kib(db, "VmRSS:") / 1024.0, "MiB");
 
     kill(da, SIGTERM);
     kill(db, SIGTERM);
